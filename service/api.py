@@ -1,0 +1,137 @@
+"""The operator API (bearer token): events, replay, manual triggers, environment status."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from handlers.errors import ConfigError, MalformedPayload
+from handlers.events import GitPushed, ImagePushed, event_from_dict, event_to_dict
+from handlers.validate import validate_digest, validate_ref, validate_sha, validate_tag
+from service.config import Config
+from service.ingest import Ingest, Unavailable
+from service.store import EventRecord, EventStore, new_event_id
+from service.targets import TargetStatusStore
+
+
+def bearer_ok(request: Request, token: str | None) -> bool:
+    """Constant-time check of ``Authorization: Bearer <token>``; no token configured → refuse."""
+    if not token:
+        return False
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), token.encode())
+
+
+def api_token(config: Config) -> str | None:
+    if config.server.api_token is None:
+        return None
+    try:
+        return config.server.api_token.resolve()
+    except ConfigError:
+        return None
+
+
+def manual_event(body: dict[str, Any]) -> GitPushed | ImagePushed:
+    """``{"type": "image_pushed", "image": "reg/repo", "tag": "1.2.3", "digest": ""}`` or
+    ``{"type": "git_pushed", "repo": "...", "ref": "refs/heads/main", "sha": "<40 hex>"}``."""
+    kind = body.get("type")
+    if kind == "image_pushed":
+        image = str(body.get("image", ""))
+        registry, _, repository = image.partition("/")
+        if not repository:
+            raise MalformedPayload("image must be 'registry/repository'")
+        return ImagePushed(registry=registry, repository=repository,
+                           tag=validate_tag(str(body.get("tag", ""))),
+                           digest=validate_digest(str(body.get("digest", ""))),
+                           delivery_id="", source="manual")
+    if kind == "git_pushed":
+        sha = validate_sha(str(body.get("sha", "")))
+        return GitPushed(repo=str(body.get("repo", "")), ref=validate_ref(str(body.get("ref", ""))),
+                         before="0" * 40, after=sha, changed_paths=(), pusher="manual",
+                         delivery_id="", source="manual", paths_complete=False)
+    raise MalformedPayload("type must be 'image_pushed' or 'git_pushed'")
+
+
+def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]:
+    token = api_token(config)
+    targets = TargetStatusStore(store.r)
+
+    def guarded(handler: Any) -> Any:
+        async def wrapper(request: Request) -> Response:
+            if not bearer_ok(request, token):
+                return JSONResponse({"error": "missing or wrong bearer token"}, 401,
+                                    headers={"WWW-Authenticate": "Bearer"})
+            try:
+                return await handler(request)
+            except MalformedPayload as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+            except Unavailable:
+                return JSONResponse({"error": "event store unavailable, retry later"}, 503)
+        return wrapper
+
+    async def list_events(request: Request) -> Response:
+        q = request.query_params
+        try:
+            offset, limit = int(q.get("offset", 0)), min(int(q.get("limit", 50)), 500)
+        except ValueError as exc:
+            raise MalformedPayload("offset and limit must be integers") from exc
+        records = await to_thread.run_sync(lambda: store.list(
+            source=q.get("source"), repo=q.get("repo"), status=q.get("status"),
+            offset=offset, limit=limit))
+        return JSONResponse({"events": [r.summary() for r in records], "offset": offset,
+                             "limit": limit})
+
+    async def get_event(request: Request) -> Response:
+        record = await to_thread.run_sync(store.get, request.path_params["id"])
+        if record is None:
+            return JSONResponse({"error": "no such event"}, 404)
+        return JSONResponse({**record.summary(), "headers": record.headers, "body": record.body})
+
+    async def replay(request: Request) -> Response:
+        original = await to_thread.run_sync(store.get, request.path_params["id"])
+        if original is None:
+            return JSONResponse({"error": "no such event"}, 404)
+        event = event_from_dict(original.event)
+        record = _record(event, source=original.source, receiver=original.receiver,
+                         replay_of=original.id, correlation_id=original.correlation_id)
+        answer = await to_thread.run_sync(ingest.submit, record, [])
+        return JSONResponse({**answer.body, "replay_of": original.id}, answer.status)
+
+    async def trigger(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            raise MalformedPayload("body must be JSON") from exc
+        if not isinstance(body, dict):
+            raise MalformedPayload("body must be a JSON object")
+        event = manual_event(body)
+        record = _record(event, source="manual", receiver="api")
+        answer = await to_thread.run_sync(ingest.submit, record, [])
+        return JSONResponse(answer.body, answer.status)
+
+    async def list_targets(request: Request) -> Response:
+        statuses = await to_thread.run_sync(targets.all, [e.name for e in config.environments])
+        return JSONResponse({"targets": statuses})
+
+    return [
+        Route("/api/events", guarded(list_events), methods=["GET"]),
+        Route("/api/events", guarded(trigger), methods=["POST"]),
+        Route("/api/events/{id}", guarded(get_event), methods=["GET"]),
+        Route("/api/events/{id}/replay", guarded(replay), methods=["POST"]),
+        Route("/api/targets", guarded(list_targets), methods=["GET"]),
+    ]
+
+
+def _record(event: GitPushed | ImagePushed, *, source: str, receiver: str,
+            replay_of: str | None = None, correlation_id: str = "") -> EventRecord:
+    record = EventRecord(id=new_event_id(), source=source, receiver=receiver, kind=event.kind,
+                         event=event_to_dict(event), replay_of=replay_of,
+                         event_type="replay" if replay_of else "manual")
+    record.correlation_id = correlation_id or record.id
+    return record

@@ -1,0 +1,33 @@
+"""Prometheus metrics: deliveries, queue depth, stage durations and outcomes, lead time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anyio import to_thread
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+DELIVERIES = Counter("shipline_deliveries_total", "Webhook deliveries by source and outcome",
+                     ["source", "outcome"])
+STAGE_SECONDS = Histogram("shipline_stage_duration_seconds", "Duration of build, bump and sync runs",
+                          ["stage", "outcome"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
+LEAD_TIME = Histogram("shipline_lead_time_seconds", "Push received to environment healthy",
+                      ["environment"], buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900))
+QUEUE_DEPTH = Gauge("shipline_queue_depth", "Messages waiting per stage queue", ["queue"])
+
+
+def refresh_queue_depth(store: Any) -> None:
+    from service.broker import NAMESPACE, QUEUES
+
+    for queue in QUEUES:
+        try:
+            QUEUE_DEPTH.labels(queue=queue).set(store.r.llen(f"{NAMESPACE}:{queue}"))
+        except Exception:  # noqa: BLE001 - metrics must never fail the scrape
+            return
+
+
+async def endpoint(request: Request) -> Response:
+    await to_thread.run_sync(refresh_queue_depth, request.app.state.store)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
