@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install everything Shipline's stack and tests need on a fresh Debian machine, idempotently:
+# Debian packages (only those missing), the Python venv from pinned constraints, and the
+# Kubernetes binaries (built from their Go modules once, cached outside the repo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pair in redis-server:redis-server docker-registry:docker-registry buildah:buildah \
+            git:git busybox:busybox-static kubectl:kubectl go:golang; do
+  bin=${pair%%:*}; pkg=${pair#*:}
+  command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
+done
+if command -v busybox >/dev/null && ! busybox --list 2>/dev/null | grep -qx sh; then need+=(busybox-static); fi
+if [ -n "${SHIPLINE_EXTRA_PACKAGES:-}" ]; then
+  for pkg in $SHIPLINE_EXTRA_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo ">> apt-get install ${need[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ] || [ constraints.txt -nt .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo ">> python venv (.venv) from constraints.txt" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -c constraints.txt -e '.[test]'
+  touch .venv/.installed
+fi
+
+if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ]; then
+  echo ">> using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS" >&2
+fi
+# Always ensure our own build exists for what KUBEBUILDER_ASSETS may lack (controller-manager, scheduler, kwok).
+start=$(date +%s)
+scripts/build-k8s.sh >/dev/null
+echo ">> Kubernetes binaries ready ($(( $(date +%s) - start ))s)" >&2

@@ -1,0 +1,111 @@
+"""The dramatiq actors: thin wrappers that hand a message's ids to ``service.pipeline``.
+
+Imported by the worker (``dramatiq service.actors``); the broker comes from the config named
+by ``SHIPLINE_CONFIG``. Failure policy: a ``PermanentError`` fails at once; anything else is
+retried with backoff (``service.broker``); either way, when no retry is left the event is marked
+``failed`` with the error, and dramatiq keeps the message in its dead-letter set.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from functools import cache
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware, Retries
+
+from handlers.errors import PermanentError
+from service import broker as wiring
+from service.config import Config, load_config
+from service.pipeline import Pipeline
+from service.store import EventStore
+
+log = logging.getLogger("shipline.worker")
+
+
+def should_retry(retries: int, exception: BaseException) -> bool:
+    return not isinstance(exception, PermanentError) and retries < wiring.MAX_RETRIES
+
+
+class FailureVisibility(Middleware):
+    """Marks an event failed (with the error) once its message will not be retried again."""
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        if exception is None:
+            return
+        retries = message.options.get("retries", 0)
+        final = not should_retry(retries, exception)
+        event_id = message.args[0] if message.args else ""
+        log.warning("%s failed (attempt %d%s): %s", message.actor_name, retries + 1,
+                    ", giving up" if final else ", will retry", exception,
+                    extra={"correlation_id": event_id, "actor": message.actor_name})
+        if final and message.actor_name in ("process_event", "build_repo"):
+            pipeline().store.set_status(event_id, "failed", f"{type(exception).__name__}: {exception}")
+            pipeline().store.add_step(event_id, message.actor_name, "failed", str(exception))
+
+
+class Reconciler(Middleware):
+    """Periodic reconcile per environment (drift repair, missed webhooks), one worker at a time."""
+
+    def after_worker_boot(self, broker: Any, worker: Any) -> None:
+        threading.Thread(target=self._loop, name="shipline-reconciler", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(5)
+            try:
+                p = pipeline()
+                for env in p.config.environments:
+                    if p.r.set(f"shipline:reconcile:{env.name}", "1", nx=True, ex=env.reconcile_interval):
+                        p.request_sync(env.name)
+            except Exception:  # noqa: BLE001 - keep the loop alive; the next tick retries
+                log.exception("reconcile tick failed")
+
+
+@cache
+def config() -> Config:
+    return load_config()
+
+
+@cache
+def pipeline() -> Pipeline:
+    cfg = config()
+    store = EventStore.from_url(cfg.redis.url, retention=cfg.redis.event_retention,
+                                dedupe_ttl=cfg.redis.dedupe_ttl_seconds)
+
+    def enqueue(queue: str, actor: str, *args: str) -> None:
+        broker.enqueue(wiring.message(queue, actor, *args))
+
+    return Pipeline(cfg, store, enqueue)
+
+
+broker = wiring.install_broker(config().redis.url)
+for middleware in broker.middleware:
+    if isinstance(middleware, Retries):
+        middleware.retry_when = should_retry
+broker.add_middleware(FailureVisibility())
+broker.add_middleware(Reconciler())
+
+
+@dramatiq.actor(queue_name=wiring.QUEUE_EVENTS, actor_name="process_event")
+def process_event(event_id: str) -> None:
+    pipeline().process_event(event_id)
+
+
+@dramatiq.actor(queue_name=wiring.QUEUE_BUILD, actor_name="build_repo")
+def build_repo(event_id: str, repo_name: str) -> None:
+    pipeline().build(event_id, repo_name)
+
+
+@dramatiq.actor(queue_name=wiring.QUEUE_BUMP, actor_name="bump_env")
+def bump_env(env_name: str) -> None:
+    pipeline().bump(env_name)
+
+
+@dramatiq.actor(queue_name=wiring.QUEUE_SYNC, actor_name="sync_env")
+def sync_env(env_name: str, request: str = "0") -> None:
+    pipeline().sync(env_name, int(request))

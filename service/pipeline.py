@@ -1,0 +1,253 @@
+"""What each actor does, as plain functions over (config, store, enqueue): routing an event to
+its stages, one writer per branch, superseding builds, coalescing bumps and syncs.
+
+Framework-free so it can be tested without a worker; ``service.actors`` is the thin dramatiq
+layer on top. Coordination state lives in Redis under ``shipline:``:
+- ``build:latest:<repo>:<ref>``  the newest event for a branch; older builds see it and stop
+- ``bump:pending:<env>``         image events waiting for the next commit of an environment
+- ``sync:req:<env>``/``sync:done:<env>`` request and completion counters that coalesce syncs
+- ``lock:*``                     redis locks: one build per (repo, ref), one writer per
+                                 (manifests repo, branch), one sync per environment
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from handlers.events import GitPushed, ImagePushed, event_from_dict, event_to_dict
+from handlers.routing import build_reason, envs_for_git, envs_for_image, repo_for
+from service.broker import QUEUE_BUILD, QUEUE_BUMP, QUEUE_EVENTS, QUEUE_SYNC
+from service.config import Config, EnvironmentConfig
+from service.store import EventRecord, EventStore, new_event_id
+from service.targets import TargetStatusStore
+
+log = logging.getLogger("shipline.pipeline")
+Enqueue = Callable[..., None]  # enqueue(queue, actor_name, *args)
+LOCK_TIMEOUT_SECONDS = 3600
+LOCK_WAIT_SECONDS = 1800
+
+
+@dataclass
+class Pipeline:
+    config: Config
+    store: EventStore
+    enqueue: Enqueue
+
+    @property
+    def r(self) -> Any:
+        return self.store.r
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.state_dir
+
+    def lock(self, name: str) -> Any:
+        return self.r.lock(f"shipline:lock:{name}", timeout=LOCK_TIMEOUT_SECONDS,
+                           blocking_timeout=LOCK_WAIT_SECONDS)
+
+    # -- events ------------------------------------------------------------------------
+    def process_event(self, event_id: str) -> str:
+        record = self._record(event_id)
+        event = event_from_dict(record.event)
+        self.store.set_status(event_id, "running")
+        if isinstance(event, GitPushed):
+            outcome = self._route_push(record, event)
+        else:
+            outcome = self._route_image(record, event)
+        self.store.add_step(event_id, "route", "done", outcome)
+        return outcome
+
+    def _route_push(self, record: EventRecord, event: GitPushed) -> str:
+        stages = []
+        repo = repo_for(self.config, event)
+        if repo is not None and build_reason(repo, event) is None:
+            self.r.set(f"shipline:build:latest:{repo.name}:{event.ref}", record.id)
+            self.enqueue(QUEUE_BUILD, "build_repo", record.id, repo.name)
+            stages.append(f"build {repo.name}")
+        for env in envs_for_git(self.config, event):
+            self.request_sync(env.name, record.id)
+            stages.append(f"sync {env.name}")
+        if not stages:
+            self.store.set_status(record.id, "ignored", "nothing configured for this push")
+        return ", ".join(stages) or "ignored"
+
+    def _route_image(self, record: EventRecord, event: ImagePushed) -> str:
+        envs = [e for e in envs_for_image(self.config, event) if e.trigger in ("branch", "release")]
+        for env in envs:
+            self.r.sadd(f"shipline:bump:pending:{env.name}", record.id)
+            self.enqueue(QUEUE_BUMP, "bump_env", env.name)
+        if not envs:
+            self.store.set_status(record.id, "ignored", "no environment takes this image automatically")
+            return "ignored"
+        return ", ".join(f"bump {e.name}" for e in envs)
+
+    # -- build -------------------------------------------------------------------------
+    def build(self, event_id: str, repo_name: str) -> dict[str, Any]:
+        from handlers.build.run import build_push
+
+        record = self._record(event_id)
+        event = event_from_dict(record.event)
+        assert isinstance(event, GitPushed)
+        repo = next(r for r in self.config.repos if r.name == repo_name)
+        latest_key = f"shipline:build:latest:{repo.name}:{event.ref}"
+
+        def still_newest() -> bool:
+            return self.r.get(latest_key) in (None, event_id)
+
+        with self.lock(f"build:{repo.name}:{event.ref}"):
+            if not still_newest():
+                self._finish(event_id, "superseded", "a newer push to this ref arrived before the build started")
+                return {"status": "superseded"}
+            self.store.add_step(event_id, "build", "running", f"{repo.name} {event.short_ref}@{event.after[:7]}")
+            started = time.monotonic()
+            report = build_push(repo, event, settings=self.config.build, registries=self.config.registries,
+                                state_dir=self.state_dir, should_continue=still_newest)
+        result = report.to_dict()
+        _observe("build", started, result)
+        self._after_build(record, result)
+        return result
+
+    def _after_build(self, record: EventRecord, result: dict[str, Any]) -> None:
+        images = result.get("images", [])
+        failed = [i for i in images if i.get("status") == "failed"]
+        for image in images:
+            if image.get("status") in ("built", "retagged") and image.get("digest"):
+                for tag in image.get("tags", []):
+                    self.emit_image(record, image["name"], tag, image["digest"])
+        summary = "; ".join(f"{i['name']}: {i['status']} {i.get('reason') or ''}".strip() for i in images)
+        summary = summary or result.get("nothing_to_build_reason") or "nothing to build"
+        if failed:
+            self.store.add_step(record.id, "build", "failed", summary)
+            self._finish(record.id, "failed", summary)
+        elif images and all(i.get("status") == "superseded" for i in images):
+            self._finish(record.id, "superseded", summary)
+        else:
+            self.store.add_step(record.id, "build", "done", summary)
+            self._finish(record.id, "done", summary)
+
+    def emit_image(self, parent: EventRecord, image: str, tag: str, digest: str) -> None:
+        """The built image as an ``ImagePushed``; deduplicated against the registry's own notification."""
+        registry, _, repository = image.partition("/")
+        event = ImagePushed(registry=registry, repository=repository, tag=tag, digest=digest,
+                            delivery_id=f"build:{parent.id}", source="shipline")
+        child = EventRecord(id=new_event_id(), source="shipline", receiver="build", kind=event.kind,
+                            event=event_to_dict(event), correlation_id=parent.correlation_id or parent.id,
+                            event_type="image built")
+        holder = self.store.claim([f"sem:{event.semantic_key}"], child.id)
+        if holder is not None:
+            return
+        self.store.save(child)
+        self.enqueue(QUEUE_EVENTS, "process_event", child.id)
+        self.store.set_status(child.id, "enqueued")
+
+    # -- bump --------------------------------------------------------------------------
+    def bump(self, env_name: str) -> dict[str, Any]:
+        """Commit every pending image event of ``env_name`` (the first at once, the rest together)."""
+        from handlers.bump import bump
+
+        from handlers.manifests import ImageUpdate
+
+        env = self.config.environment(env_name)
+        pending_key = f"shipline:bump:pending:{env.name}"
+        commits: list[str] = []
+        with self.lock(f"write:{env.git.url}:{env.git.branch}"):
+            while True:
+                ids = sorted(self.r.smembers(pending_key))
+                if not ids:
+                    break
+                records = [r for r in (self.store.get(i) for i in ids) if r is not None]
+                updates = [_update(ImageUpdate, env, event_from_dict(r.event)) for r in records]
+                started = time.monotonic()
+                result = bump(env, updates, [r.id for r in records], self.state_dir)
+                _observe("bump", started, {"status": "done"})
+                self.r.srem(pending_key, *ids)
+                self._after_bump(env, records, result)
+                if result.commit:
+                    commits.append(result.commit)
+        return {"commits": commits}
+
+    def _after_bump(self, env: EnvironmentConfig, records: list[EventRecord], result: Any) -> None:
+        changes = [f"{c.file}: {c.old} → {c.new}" for c in result.changes]
+        detail = f"{env.name}: commit {result.commit[:10]} " if result.commit else f"{env.name}: no change "
+        detail += "; ".join(changes or [str(s) for s in getattr(result, "skipped", [])])
+        for record in records:
+            self.store.add_step(record.id, "bump", "done", detail, environment=env.name,
+                                commit=result.commit or "")
+            if record.correlation_id and record.correlation_id != record.id:
+                self.store.add_step(record.correlation_id, "bump", "done", detail, environment=env.name)
+            self._finish(record.id, "done", detail)
+        if result.commit:
+            self.request_sync(env.name, *[r.correlation_id or r.id for r in records])
+
+    # -- sync --------------------------------------------------------------------------
+    def request_sync(self, env_name: str, *event_ids: str) -> None:
+        number = self.r.incr(f"shipline:sync:req:{env_name}")
+        if event_ids:
+            self.r.sadd(f"shipline:sync:events:{env_name}", *event_ids)
+        self.enqueue(QUEUE_SYNC, "sync_env", env_name, str(number))
+
+    def sync(self, env_name: str, request: int) -> dict[str, Any]:
+        env = self.config.environment(env_name)
+        with self.lock(f"sync:{env.name}"):
+            done = int(self.r.get(f"shipline:sync:done:{env.name}") or 0)
+            if done >= request:
+                return {"coalesced": True}
+            upto = int(self.r.get(f"shipline:sync:req:{env.name}") or request)
+            event_ids = list(self.r.smembers(f"shipline:sync:events:{env.name}"))
+            result = self._sync_now(env)
+            self.r.set(f"shipline:sync:done:{env.name}", upto)
+            if event_ids:
+                self.r.srem(f"shipline:sync:events:{env.name}", *event_ids)
+        for event_id in event_ids:
+            self.store.add_step(event_id, "sync", result["health"], result.get("summary", ""),
+                                environment=env.name, revision=result.get("revision", ""))
+            if event_id.startswith(tuple("0123456789abcdef")) and self.store.get(event_id):
+                record = self.store.get(event_id)
+                if record and record.kind == "git_pushed" and record.status == "running":
+                    self._finish(event_id, "done", result.get("summary", ""))
+        return result
+
+    def _sync_now(self, env: EnvironmentConfig) -> dict[str, Any]:
+        from service.syncrun import sync_target
+
+        started = time.monotonic()
+        result = sync_target(env, self.state_dir)
+        _observe("sync", started, {"status": result["health"]})
+        TargetStatusStore(self.r).put(env.name, result)
+        return result
+
+    # -- helpers -----------------------------------------------------------------------
+    def _record(self, event_id: str) -> EventRecord:
+        record = self.store.get(event_id)
+        if record is None:
+            from handlers.errors import PermanentError
+
+            raise PermanentError(f"event {event_id} is not in the store (expired or never recorded)")
+        return record
+
+    def _finish(self, event_id: str, status: str, outcome: str) -> None:
+        self.store.set_status(event_id, status, outcome)
+
+
+def _update(image_update: Any, env: EnvironmentConfig, event: Any) -> Any:
+    from handlers.routing import normalize_image
+
+    policy = next((i.policy_name for i in env.images if normalize_image(i.image) == normalize_image(event.image)),
+                  None)
+    return image_update(image=event.image, tag=event.tag, digest=event.digest, policy_name=policy)
+
+
+def _observe(stage: str, started: float, result: dict[str, Any]) -> None:
+    from service.metrics import STAGE_SECONDS
+
+    STAGE_SECONDS.labels(stage=stage, outcome=str(result.get("status", "done"))).observe(time.monotonic() - started)
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, default=str)
