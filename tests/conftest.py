@@ -1,1 +1,2 @@
+from tests.fixtures_kube import kube_cluster  # noqa: F401
 from tests.fixtures_stack import redis_client, stack  # noqa: F401
