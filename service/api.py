@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from handlers.errors import ConfigError, MalformedPayload
+from handlers.errors import ConfigError, MalformedPayload, UnsafeInput
 from handlers.events import GitPushed, ImagePushed, event_from_dict, event_to_dict
 from handlers.validate import validate_digest, validate_ref, validate_sha, validate_tag
 from service.config import Config
@@ -69,7 +69,7 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
                                     headers={"WWW-Authenticate": "Bearer"})
             try:
                 return await handler(request)
-            except MalformedPayload as exc:
+            except (MalformedPayload, UnsafeInput) as exc:
                 return JSONResponse({"error": str(exc)}, 400)
             except Unavailable:
                 return JSONResponse({"error": "event store unavailable, retry later"}, 503)
