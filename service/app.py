@@ -21,6 +21,7 @@ from service import metrics
 from service.api import api_routes
 from service.broker import make_broker
 from service.config import Config
+from service.dashboard import dashboard_routes
 from service.ingest import PATH_TOKEN_HEADER, Ingest, Unavailable
 from service.store import EventStore
 
@@ -103,6 +104,7 @@ def create_app(config: Config, *, store: EventStore | None = None, broker: Any =
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),
         *api_routes(config, store, ingest),
+        *dashboard_routes(config),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.store = store
