@@ -1,0 +1,44 @@
+"""Access to the shared, read-only webhook fixtures (``shared/fixtures/webhooks``).
+
+Location: ``$SHIPLINE_FIXTURES`` if set, else ``<repo>/../shared/fixtures/webhooks``. A missing
+directory is an error at import time (tests fail loudly instead of silently skipping).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+ENV = "SHIPLINE_FIXTURES"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def fixtures_dir() -> Path:
+    configured = os.environ.get(ENV)
+    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "fixtures" / "webhooks"
+    if not path.is_dir():
+        raise FileNotFoundError(f"webhook fixtures not found at {path} (set {ENV} to their directory)")
+    return path
+
+
+FIXTURES = fixtures_dir()
+
+
+def fixture_bytes(relative: str) -> bytes:
+    return (FIXTURES / relative).read_bytes()
+
+
+def fixture_json(relative: str) -> Any:
+    return json.loads(fixture_bytes(relative))
+
+
+def fixture_headers(relative: str) -> dict[str, str]:
+    """A ``*.headers.json`` file with names lower-cased, as the HTTP edge hands them over."""
+    return {name.lower(): value for name, value in fixture_json(relative).items()}
+
+
+def all_fixture_files() -> set[str]:
+    """Every JSON fixture, as a path relative to the fixtures directory (``github/ping.json``)."""
+    return {p.relative_to(FIXTURES).as_posix() for p in FIXTURES.rglob("*.json")}
