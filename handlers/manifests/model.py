@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from handlers.errors import PermanentError, UnsafeInput
-
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-fA-F0-9]{32,}$")
-IMAGE_RE = re.compile(r"^[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+from handlers.errors import PermanentError
+from handlers.validate import validate_digest, validate_registry_host, validate_repository, validate_tag
 
 
 class UnsafeEdit(PermanentError):
@@ -33,13 +29,24 @@ class ImageUpdate:
 
 
 def validate_update(update: ImageUpdate) -> None:
-    """Everything we splice into YAML comes from outside: keep it to the OCI grammars."""
-    if not IMAGE_RE.match(update.image):
-        raise UnsafeInput(f"image name {update.image!r} is not a valid repository reference")
-    if not TAG_RE.match(update.tag):
-        raise UnsafeInput(f"tag {update.tag!r} is not a valid OCI tag")
-    if update.digest and not DIGEST_RE.match(update.digest):
-        raise UnsafeInput(f"digest {update.digest!r} is not algorithm:hex")
+    """Everything we splice into YAML comes from outside: keep it to the OCI grammars.
+
+    Raises ``UnsafeInput`` (a ``PermanentError``) naming the field.
+    """
+    validate_image(update.image)
+    validate_tag(update.tag)
+    validate_digest(update.digest)
+
+
+def validate_image(image: str) -> str:
+    """``[host[:port]/]repository``; the first component is a host if it has ``.``/``:`` or is localhost."""
+    first, sep, rest = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        validate_registry_host(first, field="image")
+        validate_repository(rest, field="image")
+    else:
+        validate_repository(image, field="image")
+    return image
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,8 @@ def _diff(a: Node, b: Node, expected: dict[int, str], pairs: dict[int, int]) -> 
         return None if pairs[id(a)] == id(b) else f"alias structure changed near line {a.start_mark.line + 1}"
     pairs[id(a)] = id(b)
     where = f"line {a.start_mark.line + 1}"
+    if isinstance(a, ScalarNode) and isinstance(b, ScalarNode) and str(a.tag) != str(b.tag):
+        return f"{where}: {a.value!r} ({_kind(a)}) would become {b.value!r} ({_kind(b)}); quote the value"
     if type(a) is not type(b) or str(a.tag) != str(b.tag) or a.anchor != b.anchor:
         return f"{where}: node kind, tag or anchor changed"
     if isinstance(a, ScalarNode):
@@ -109,3 +111,7 @@ def _diff(a: Node, b: Node, expected: dict[int, str], pairs: dict[int, int]) -> 
     children = a.value if isinstance(a, SequenceNode) else [n for kv in a.value for n in kv]
     others = b.value if isinstance(b, SequenceNode) else [n for kv in b.value for n in kv]
     return next((d for x, y in zip(children, others, strict=True) if (d := _diff(x, y, expected, pairs))), None)
+
+
+def _kind(node: Node) -> str:
+    return str(node.tag).rsplit(":", 1)[-1]
