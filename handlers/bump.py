@@ -1,0 +1,178 @@
+"""Bump an environment's manifests to new images: policy → minimal YAML edit → commit → push.
+
+``bump`` is idempotent and safe to race: each attempt starts from the remote head, skips
+events already recorded (``Shipline-Event`` trailers in the last ``HISTORY`` commits),
+re-applies the edits from scratch (never a cherry-pick), commits and pushes without force.
+A rejected push retries with exponential backoff and jitter (``MAX_ATTEMPTS`` attempts,
+``BASE_DELAY`` doubling up to ``MAX_DELAY``); then ``TransientError``. "Nothing to change" is
+a successful result with ``commit=None``. Commits carry ``Shipline-Bot: true`` so the build
+trigger can ignore them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from handlers.errors import PermanentError, TransientError
+from handlers.events import short_hash
+from handlers.gitops import ManifestsRepo, PushRejected, parse_author
+from handlers.manifests import Change, ImageUpdate, Target, apply, scan
+from handlers.policy import choose, same_image
+from handlers.validate import validate_delivery_id, validate_relpath
+from service.config import EnvImageConfig, EnvironmentConfig
+
+MAX_ATTEMPTS = 8
+BASE_DELAY = 0.2
+MAX_DELAY = 5.0
+HISTORY = 200
+"""How many commits back the idempotency check looks for ``Shipline-Event`` trailers."""
+SUBJECT_MAX = 72
+
+
+@dataclass(frozen=True, slots=True)
+class BumpResult:
+    commit: str | None
+    """The pushed commit, or None when there was nothing to do."""
+    changes: tuple[Change, ...]
+    skipped: tuple[str, ...]
+    """Why images or fields were left alone (policy refusals, ambiguous markers, ...)."""
+    branch: str = ""
+    attempts: int = 1
+
+
+def bump(env: EnvironmentConfig, updates: list[ImageUpdate], event_ids: list[str], state_dir: Path, *,
+         attempts: int = MAX_ATTEMPTS, base_delay: float = BASE_DELAY,
+         sleep: Callable[[float], None] = time.sleep) -> BumpResult:
+    """Apply ``updates`` to ``env``'s manifests and push one commit (or none)."""
+    for event_id in event_ids:
+        validate_delivery_id(event_id, field="event_id")
+    repo = ManifestsRepo(env.git.url, env.git.branch, workdir(env, state_dir))
+    target = push_target(env, updates)
+    for attempt in range(1, attempts + 1):
+        try:
+            return dataclasses.replace(_attempt(env, repo, updates, event_ids, target), attempts=attempt)
+        except PushRejected:
+            if attempt < attempts:
+                sleep(backoff(attempt, base_delay))
+    raise TransientError(f"{env.name}: push to {target} rejected {attempts} times", delay=MAX_DELAY)
+
+
+def backoff(attempt: int, base: float = BASE_DELAY) -> float:
+    """Exponential with equal jitter: half fixed, half random, capped at ``MAX_DELAY``."""
+    ceiling = min(MAX_DELAY, base * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+
+
+def workdir(env: EnvironmentConfig, state_dir: Path) -> Path:
+    return state_dir / "manifests" / f"{env.name}-{short_hash(env.git.url + '|' + env.git.branch)}"
+
+
+def push_target(env: EnvironmentConfig, updates: Sequence[ImageUpdate]) -> str:
+    """``env.git.branch``, or ``push_branch`` rendered with ``{env}``, ``{image}``, ``{tag}``."""
+    if env.push_branch is None:
+        return env.git.branch
+    values = {"env": env.name, "image": "-".join(sorted({u.image.rsplit("/", 1)[-1] for u in updates})),
+              "tag": "-".join(sorted({u.tag for u in updates}))}
+
+    def fill(match: re.Match[str]) -> str:
+        if match[1] not in values:
+            raise PermanentError(f"push_branch {env.push_branch!r}: unknown placeholder {{{match[1]}}}")
+        return values[match[1]]
+
+    return re.sub(r"\{(\w*)\}", fill, env.push_branch)
+
+
+def _attempt(env: EnvironmentConfig, repo: ManifestsRepo, updates: Sequence[ImageUpdate],
+             event_ids: Sequence[str], target: str) -> BumpResult:
+    branch = repo.sync(prefer=target)
+    pending = [e for e in event_ids if e not in repo.event_ids(HISTORY)] if event_ids else []
+    if event_ids and not pending:
+        return BumpResult(None, (), (f"events already applied on {branch}: {', '.join(event_ids)}",), branch)
+    root = checkout_root(repo, env)
+    targets, skipped = plan(env, updates, root)
+    changes = apply(root, targets)
+    if not changes:
+        return BumpResult(None, (), tuple(skipped), target)
+    paths = sorted({_repo_path(env, c.file) for c in changes})
+    sha = repo.commit(commit_message(env, changes, updates, pending), parse_author(env.commit_author), paths)
+    repo.push(target)
+    return BumpResult(sha, tuple(changes), tuple(skipped), target)
+
+
+def checkout_root(repo: ManifestsRepo, env: EnvironmentConfig) -> Path:
+    root = (repo.workdir / env.git.path).resolve()
+    if not root.is_relative_to(repo.workdir.resolve()) or not root.is_dir():
+        raise PermanentError(f"{env.name}: git.path {env.git.path!r} is not a directory in {env.git.url}")
+    return root
+
+
+def _repo_path(env: EnvironmentConfig, rel: str) -> str:
+    base = env.git.path.strip("/")
+    return validate_relpath(rel if base in ("", ".") else f"{base}/{rel}", field="path")
+
+
+def plan(env: EnvironmentConfig, updates: Sequence[ImageUpdate], root: Path) -> tuple[list[Target], list[str]]:
+    """Targets to apply after each image's policy has judged the tags found in the files."""
+    configured, skipped = _configured(env, updates)
+    found = scan(root, [u for u, _ in configured], env.markers, known_images=[i.image for i in env.images])
+    skipped += found.warnings
+    keep: list[Target] = []
+    for update, image_config in configured:
+        mine = [t for t in found.targets if t.image == update.image]
+        refusal = _refusal(image_config, update, mine)
+        if refusal:
+            skipped.append(f"{update.image}: {refusal}")
+        else:
+            keep += mine
+    return keep, skipped
+
+
+def _configured(env: EnvironmentConfig, updates: Sequence[ImageUpdate]
+                ) -> tuple[list[tuple[ImageUpdate, EnvImageConfig]], list[str]]:
+    """Updates for images the environment lists, with its policy name and digest wish applied."""
+    out, skipped = [], []
+    for update in updates:
+        config = next((i for i in env.images if same_image(i.image, update.image)), None)
+        if config is None:
+            skipped.append(f"{update.image}: not configured for environment {env.name}")
+            continue
+        out.append((dataclasses.replace(update, policy_name=update.policy_name or config.policy_name,
+                                        pin_digest=update.pin_digest or config.policy.digest), config))
+    return out, skipped
+
+
+def _refusal(config: EnvImageConfig, update: ImageUpdate, targets: Sequence[Target]) -> str:
+    """Empty when every field may move to ``update.tag``; else the first refusal's reason."""
+    currents = sorted({t.current_tag for t in targets if t.current_tag is not None}) or [None]
+    for current in currents:
+        decision = choose(config.policy, update.tag, current)
+        if not decision.accept and not decision.already:
+            return decision.reason
+    return ""
+
+
+def commit_message(env: EnvironmentConfig, changes: Sequence[Change], updates: Sequence[ImageUpdate],
+                   event_ids: Sequence[str]) -> str:
+    """Subject, one line per change, then trailers (``git interpret-trailers`` format)."""
+    digests = {u.image: u.digest for u in updates}
+    moved = sorted({(_short(c.image), next(u.tag for u in updates if u.image == c.image)) for c in changes})
+    subject = f"chore({env.name}): bump " + ", ".join(f"{name} to {tag}" for name, tag in moved)
+    if len(subject) > SUBJECT_MAX:
+        subject = f"chore({env.name}): bump {len(moved)} images"
+    body = [f"- {c.file}:{c.line}: {c.old} → {c.new} ({c.image}"
+            f"{'@' + digests[c.image] if digests.get(c.image) else ''})" for c in changes]
+    trailers = [f"Shipline-Event: {e}" for e in event_ids]
+    trailers += [f"Shipline-Environment: {env.name}", "Shipline-Bot: true"]
+    return "\n".join([subject, "", *body, "", *trailers]) + "\n"
+
+
+def _short(image: str) -> str:
+    """``registry.example/app/frontend`` → ``app/frontend`` (the registry host is noise here)."""
+    first, sep, rest = image.partition("/")
+    return rest if sep and ("." in first or ":" in first or first == "localhost") else image
