@@ -119,13 +119,48 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         statuses = await to_thread.run_sync(targets.all, [e.name for e in config.environments])
         return JSONResponse({"targets": statuses})
 
+    async def promote(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            raise MalformedPayload("body must be JSON") from exc
+        env_name, image = str(body.get("to", "")), str(body.get("image", ""))
+        if env_name not in {e.name for e in config.environments}:
+            raise MalformedPayload(f"unknown environment {env_name!r}")
+        tag = body.get("tag") or await to_thread.run_sync(
+            upstream_tag, targets, [e.name for e in config.environments if e.name != env_name], image)
+        if not tag:
+            raise MalformedPayload(f"no tag given and no other environment runs {image}")
+        event = manual_event({"type": "image_pushed", "image": image, "tag": tag})
+        record = _record(event, source="manual", receiver="api")
+        record.event_type = f"promote:{env_name}"
+        answer = await to_thread.run_sync(ingest.submit, record, [])
+        return JSONResponse({**answer.body, "tag": tag}, answer.status)
+
+    async def build_logs(request: Request) -> Response:
+        event_id = request.path_params["id"]
+        logs = await to_thread.run_sync(store.r.hgetall, f"shipline:buildlog:{event_id}")
+        return JSONResponse({"event_id": event_id, "logs": logs})
+
     return [
+        Route("/api/promote", guarded(promote), methods=["POST"]),
+        Route("/api/events/{id}/logs", guarded(build_logs), methods=["GET"]),
         Route("/api/events", guarded(list_events), methods=["GET"]),
         Route("/api/events", guarded(trigger), methods=["POST"]),
         Route("/api/events/{id}", guarded(get_event), methods=["GET"]),
         Route("/api/events/{id}/replay", guarded(replay), methods=["POST"]),
         Route("/api/targets", guarded(list_targets), methods=["GET"]),
     ]
+
+
+def upstream_tag(targets: TargetStatusStore, env_names: list[str], image: str) -> str | None:
+    """The tag another environment currently runs for ``image`` (from its last sync)."""
+    for name in env_names:
+        for ref in targets.get(name).get("images") or []:
+            repo, _, tag = str(ref).rpartition(":")
+            if repo == image and tag:
+                return tag.split("@")[0]
+    return None
 
 
 def _record(event: GitPushed | ImagePushed, *, source: str, receiver: str,

@@ -65,20 +65,50 @@ def worker(config: ConfigOpt = None, processes: int = 1, threads: int = 4) -> No
 
 
 @dev.command("up")
-def dev_up(state_dir: StateOpt = None, kube: bool = True, services: bool = False,
+def dev_up(state_dir: StateOpt = None, kube: bool = True,
+           services: Annotated[bool, typer.Option(help="also run Shipline's receiver and worker")] = False,
+           demo: Annotated[bool, typer.Option(help="create the demo repos and config (implies --services)")] = False,
            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Install what is missing and start the stack (idempotent)."""
     from service.devstack.install import ensure_installed
 
+    def progress(message: str) -> None:
+        typer.echo(f"· {message}", err=True)
+
     installed = ensure_installed()
     if installed:
-        typer.echo(f"installed: {' '.join(installed)}", err=True)
+        progress(f"installed: {' '.join(installed)}")
     stack = _stack(state_dir)
-    status = stack.up(kube=kube, progress=lambda m: typer.echo(f"· {m}", err=True))
-    if services:
+    status = stack.up(kube=kube, progress=progress)
+    steps: list[str] = []
+    if demo:
+        from service.devstack.demo import create_demo, next_steps
+
+        progress("creating the demo repos (shop, shop-deploy)")
+        repos = create_demo(stack)
+        steps = next_steps(stack, repos)
+    if services or demo:
+        progress("starting Shipline receiver and worker")
         stack.start_services()
+        stack.wait_services()
         status = stack.status()
     _print_status(status, as_json)
+    if steps and not as_json:
+        typer.echo("\nTry it (three commands):")
+        for i, step in enumerate(steps, 1):
+            typer.echo(f"  {i}. {step}")
+
+
+@app.command()
+def up(state_dir: StateOpt = None) -> None:
+    """The local stack plus Shipline's receiver and worker, with the demo (same as `make up`)."""
+    dev_up(state_dir=state_dir, kube=True, services=True, demo=True, as_json=False)
+
+
+@app.command()
+def down(state_dir: StateOpt = None) -> None:
+    """Stop the local stack and Shipline's processes (state is kept)."""
+    dev_down(state_dir=state_dir)
 
 
 @dev.command("down")
@@ -126,3 +156,96 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _api(config: Path | None) -> Any:
+    import httpx
+
+    from service.api import api_token
+
+    cfg = _config(config)
+    token = api_token(cfg)
+    if not token:
+        raise typer.BadParameter("server.api_token is not configured (or its secret is missing)")
+    base = cfg.server.public_url or f"http://{cfg.server.host}:{cfg.server.port}"
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def _answer(response: Any) -> Any:
+    if response.status_code >= 400:
+        raise ShiplineError(f"{response.request.method} {response.request.url.path}: "
+                            f"{response.status_code} {response.text[:300]}")
+    return response.json()
+
+
+@app.command()
+def events(config: ConfigOpt = None, source: str | None = None, repo: str | None = None,
+           status: str | None = None, limit: int = 20,
+           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List recent events (newest first)."""
+    params = {k: v for k, v in {"source": source, "repo": repo, "status": status, "limit": limit}.items() if v}
+    with _api(config) as client:
+        data = _answer(client.get("/api/events", params=params))
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    for e in data["events"]:
+        ev = e["event"]
+        what = (f"{ev.get('repo')} {ev.get('ref')}@{str(ev.get('after'))[:7]}" if e["kind"] == "git_pushed"
+                else f"{ev.get('registry')}/{ev.get('repository')}:{ev.get('tag')}")
+        typer.echo(f"{e['id']}  {e['status']:<10} {e['source']:<9} {what}  {e.get('outcome', '')[:80]}")
+
+
+@app.command()
+def replay(event_id: str, config: ConfigOpt = None) -> None:
+    """Replay a recorded event (actors are idempotent: no duplicate build or commit)."""
+    with _api(config) as client:
+        data = _answer(client.post(f"/api/events/{event_id}/replay"))
+    typer.echo(f"replayed {event_id} as {data.get('event_id')}")
+
+
+@app.command()
+def status(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Each environment: revision, images, health, last sync, drift."""
+    with _api(config) as client:
+        data = _answer(client.get("/api/targets"))
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    for t in data["targets"]:
+        typer.echo(f"{t['name']:<14} {t.get('health', 'Unknown'):<12} rev {str(t.get('revision') or '-')[:10]:<10} "
+                   f"drift {len(t.get('drift') or [])}  {', '.join(t.get('images') or [])}")
+
+
+@app.command()
+def promote(image: str, to: Annotated[str, typer.Option("--to", help="environment to promote into")],
+            tag: Annotated[str | None, typer.Option(help="tag (default: the one running upstream)")] = None,
+            config: ConfigOpt = None) -> None:
+    """Promote an image into an environment by hand (policy and downgrade guard still apply)."""
+    with _api(config) as client:
+        data = _answer(client.post("/api/promote", json={"image": image, "to": to, "tag": tag}))
+    typer.echo(f"promotion of {image}:{data.get('tag')} to {to} queued as {data.get('event_id')}")
+
+
+@app.command()
+def logs(event_id: str, config: ConfigOpt = None) -> None:
+    """Show the build log(s) of an event."""
+    with _api(config) as client:
+        data = _answer(client.get(f"/api/events/{event_id}/logs"))
+    for name, text in data.get("logs", {}).items():
+        typer.echo(f"==> {name} <==\n{text}")
+    if not data.get("logs"):
+        typer.echo("no build logs for this event")
+
+
+@app.command()
+def diff(target: str, config: ConfigOpt = None) -> None:
+    """Server-side dry run of TARGET against its cluster: what a sync would change."""
+    from service.syncrun import diff_target
+
+    cfg = _config(config)
+    changes = diff_target(cfg.environment(target), cfg.state_dir)
+    if not changes:
+        typer.echo(f"{target}: in sync")
+    for line in changes:
+        typer.echo(line)

@@ -31,6 +31,7 @@ log = logging.getLogger("shipline.pipeline")
 Enqueue = Callable[..., None]  # enqueue(queue, actor_name, *args)
 LOCK_TIMEOUT_SECONDS = 3600
 LOCK_WAIT_SECONDS = 1800
+LOG_TAIL_BYTES = 64 * 1024
 
 
 @dataclass
@@ -78,7 +79,11 @@ class Pipeline:
         return ", ".join(stages) or "ignored"
 
     def _route_image(self, record: EventRecord, event: ImagePushed) -> str:
-        envs = [e for e in envs_for_image(self.config, event) if e.trigger in ("branch", "release")]
+        if record.event_type.startswith("promote:"):
+            wanted = record.event_type.removeprefix("promote:")
+            envs = [e for e in envs_for_image(self.config, event) if e.name == wanted]
+        else:
+            envs = [e for e in envs_for_image(self.config, event) if e.trigger in ("branch", "release")]
         for env in envs:
             self.r.sadd(f"shipline:bump:pending:{env.name}", record.id)
             self.enqueue(QUEUE_BUMP, "bump_env", env.name)
@@ -115,6 +120,7 @@ class Pipeline:
 
     def _after_build(self, record: EventRecord, result: dict[str, Any]) -> None:
         images = result.get("images", [])
+        self._keep_logs(record.id, images)
         failed = [i for i in images if i.get("status") == "failed"]
         for image in images:
             if image.get("status") in ("built", "retagged") and image.get("digest"):
@@ -130,6 +136,17 @@ class Pipeline:
         else:
             self.store.add_step(record.id, "build", "done", summary)
             self._finish(record.id, "done", summary)
+
+    def _keep_logs(self, event_id: str, images: list[dict[str, Any]]) -> None:
+        """Build log tails go to Redis so the API (maybe on another host) can serve them."""
+        logs = {}
+        for image in images:
+            path = image.get("log")
+            if path and Path(path).is_file():
+                logs[image["name"]] = Path(path).read_text(errors="replace")[-LOG_TAIL_BYTES:]
+        if logs:
+            self.r.hset(f"shipline:buildlog:{event_id}", mapping=logs)
+            self.r.expire(f"shipline:buildlog:{event_id}", self.config.redis.dedupe_ttl_seconds)
 
     def emit_image(self, parent: EventRecord, image: str, tag: str, digest: str) -> None:
         """The built image as an ``ImagePushed``; deduplicated against the registry's own notification."""
@@ -150,7 +167,6 @@ class Pipeline:
     def bump(self, env_name: str) -> dict[str, Any]:
         """Commit every pending image event of ``env_name`` (the first at once, the rest together)."""
         from handlers.bump import bump
-
         from handlers.manifests import ImageUpdate
 
         env = self.config.environment(env_name)

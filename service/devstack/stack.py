@@ -110,7 +110,7 @@ class Stack:
 
         if start:
             return KubeCluster.start(self.kube_dir)
-        return KubeCluster.load(self.kube_dir)
+        return KubeCluster._load(self.kube_dir)
 
     def service_daemons(self) -> list[Daemon]:
         run = self.state_dir / "run"
@@ -123,6 +123,12 @@ class Stack:
         serve, worker = self.service_daemons()
         serve.start([*exe, "serve"], env=env)
         worker.start([*exe, "worker"], env=env)
+
+    def wait_services(self) -> None:
+        from service.devstack.process import port_open, wait_until
+
+        serve, _ = self.service_daemons()
+        wait_until(lambda: port_open(self.ports.receiver), timeout=30, what="shipline serve", log=serve.log_file)
 
     def status(self) -> dict[str, Any]:
         kube = self._kube_cluster(start=False)
