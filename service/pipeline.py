@@ -233,9 +233,16 @@ class Pipeline:
         from service.syncrun import sync_target
 
         started = time.monotonic()
-        result = sync_target(env, self.state_dir)
+        targets = TargetStatusStore(self.r)
+        try:
+            result = sync_target(env, self.state_dir)
+        except Exception as exc:
+            _observe("sync", started, {"status": "error"})
+            targets.put(env.name, {**targets.get(env.name), "health": "SyncFailed",
+                                   "reason": f"{type(exc).__name__}: {exc}"[:2000], "last_sync": time.time()})
+            raise
         _observe("sync", started, {"status": result["health"]})
-        TargetStatusStore(self.r).put(env.name, result)
+        targets.put(env.name, result)
         return result
 
     # -- helpers -----------------------------------------------------------------------
