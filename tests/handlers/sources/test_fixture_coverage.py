@@ -1,0 +1,39 @@
+"""Every shared webhook fixture has an expectation in some provider's test module.
+
+Each ``test_<provider>.py`` declares ``FIXTURES_COVERED``; a new fixture file without an
+expectation (or an expectation naming a file that no longer exists) fails here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import tests.handlers.sources as package
+from tests.webhook_fixtures import FIXTURES, all_fixture_files
+
+
+def covered() -> dict[str, str]:
+    owners: dict[str, str] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("test_"):
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for name in getattr(module, "FIXTURES_COVERED", ()):
+            owners[name] = info.name
+    return owners
+
+
+def test_fixtures_directory_has_files():
+    assert FIXTURES.is_dir()
+    assert len(all_fixture_files()) >= 40
+
+
+def test_every_fixture_file_has_an_expectation():
+    missing = sorted(all_fixture_files() - set(covered()))
+    assert missing == [], f"fixtures without an expectation in tests/handlers/sources: {missing}"
+
+
+def test_every_expectation_names_an_existing_fixture():
+    stale = sorted(set(covered()) - all_fixture_files())
+    assert stale == [], f"expectations for fixtures that do not exist: {stale}"
