@@ -60,8 +60,8 @@ def cloud_change(change: Any, data: Json, delivery: str, source: str) -> GitPush
     return git_pushed(
         repo=repo,
         ref=full_ref(get(side, "name"), get(side, "type")),
-        before=get(old, "target.hash", None),
-        after=get(new, "target.hash", None),
+        before=get(old, "target.hash") if old else None,
+        after=get(new, "target.hash") if new else None,
         pusher=get_str(data, "actor.nickname", default="") or get_str(data, "actor.display_name", default=""),
         delivery_id=delivery,
         source=source,
