@@ -121,3 +121,10 @@ def test_bad_hash_is_malformed():
     data["changes"][0]["fromHash"] = "32a0b8a"
     with pytest.raises(MalformedPayload, match="^before: "):
         SOURCE.parse({"x-event-key": "repo:refs_changed"}, json.dumps(data).encode())
+
+
+def test_change_side_without_hash_is_malformed_not_a_deletion():
+    data = fixture_json("bitbucket-cloud/repo-push.json")
+    del data["push"]["changes"][0]["new"]["target"]
+    with pytest.raises(MalformedPayload, match="new.target.hash|target.hash"):
+        SOURCE.parse({"x-event-key": "repo:push"}, json.dumps(data).encode())
