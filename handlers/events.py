@@ -56,6 +56,8 @@ class GitPushed:
 
     @property
     def semantic_key(self) -> str:
+        if self.deleted:  # every deletion of a ref looks alike: only the delivery tells them apart
+            return f"git|{self.repo}|{self.ref}|deleted|{self.delivery_id}"
         return f"git|{self.repo}|{self.ref}|{self.after}"
 
 

@@ -99,7 +99,7 @@ def deploy_files(stack: Stack) -> dict[str, str]:
     return files
 
 
-def demo_config(stack: Stack, app_url: str, deploy_url: str) -> dict[str, Any]:
+def demo_config(stack: Stack, app_url: str, deploy_url: str, kubeconfig: Path | None = None) -> dict[str, Any]:
     images = [f"{stack.registry.host}/shop/{name}" for name in SERVICES]
 
     def env(name: str, marker: str, policy: dict[str, Any], trigger: str) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def demo_config(stack: Stack, app_url: str, deploy_url: str) -> dict[str, Any]:
             "markers": [marker], "trigger": trigger,
             "images": [{"image": i, "policy": policy} for i in images],
             "render": {"mode": "jinja2", "vars": [f"config/{name}.yaml"]},
-            "cluster": {"kubeconfig": str(stack.kubeconfig)}, "namespace": f"shop-{name}",
+            "cluster": {"kubeconfig": str(kubeconfig or stack.kubeconfig)}, "namespace": f"shop-{name}",
             "reconcile_interval": 60, "health_timeout": 60,
         }
 
@@ -123,7 +123,7 @@ def demo_config(stack: Stack, app_url: str, deploy_url: str) -> dict[str, Any]:
     }
 
 
-def create_demo(stack: Stack) -> dict[str, str]:
+def create_demo(stack: Stack, kubeconfig: Path | None = None) -> dict[str, str]:
     """Create (once) both repos with webhooks, and write the config that wires them."""
     hook = f"{stack.receiver_url}/hooks/gitea"
     secret = stack.secret_file("webhook-secret")
@@ -131,7 +131,7 @@ def create_demo(stack: Stack) -> dict[str, str]:
     deploy_url = stack.git.create_repo("shop-deploy", notify_url=hook, secret_file=secret)
     _push_tree(app_url, app_files(stack), "shop: two services")
     _push_tree(deploy_url, deploy_files(stack), "shop-deploy: staging and production")
-    stack.write_config(demo_config(stack, app_url, deploy_url))
+    stack.write_config(demo_config(stack, app_url, deploy_url, kubeconfig))
     return {"app": app_url, "deploy": deploy_url}
 
 

@@ -1,0 +1,79 @@
+"""The whole path on real parts: a git push → webhook → buildah build → registry → manifest bump
+commit → server-side apply → a Deployment rolled out on kwok nodes. Receiver and worker run as
+real processes (``shipline serve`` / ``shipline worker``), exactly as ``make up`` runs them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from kubernetes import client, config
+
+from service.devstack.demo import create_demo
+from service.devstack.kube import KubeCluster
+from service.devstack.process import wait_until
+from service.devstack.stack import Stack
+
+GIT = ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
+
+
+def git(work: Path, *args: str) -> str:
+    return subprocess.run([*GIT, "-C", str(work), *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def running(stack: Stack, kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory):
+    repos = create_demo(stack, kubeconfig=kube_cluster.kubeconfig)
+    stack.start_services()
+    stack.wait_services()
+    work = tmp_path_factory.mktemp("e2e") / "shop"
+    subprocess.run(["git", "clone", "-q", repos["app"], str(work)], check=True, capture_output=True)
+    api = client.AppsV1Api(config.new_client_from_config(str(kube_cluster.kubeconfig)))
+    token = stack.secret("api-token")
+    http = httpx.Client(base_url=stack.receiver_url, headers={"Authorization": f"Bearer {token}"})
+    yield {"stack": stack, "work": work, "apps": api, "http": http, "repos": repos}
+    for daemon in stack.service_daemons():
+        daemon.stop()
+
+
+def deployed_image(apps: client.AppsV1Api, namespace: str, name: str) -> str | None:
+    try:
+        dep = apps.read_namespaced_deployment(name, namespace)
+    except client.ApiException:
+        return None
+    available = (dep.status.available_replicas or 0) >= (dep.spec.replicas or 1)
+    return dep.spec.template.spec.containers[0].image if available else None
+
+
+def deploy_log(stack: Stack, tmp: Path) -> list[str]:
+    clone = tmp / "deploy-check"
+    if clone.exists():
+        git(clone, "pull", "-q")
+    else:
+        subprocess.run(["git", "clone", "-q", stack.git.repo_url("shop-deploy"), str(clone)], check=True,
+                       capture_output=True)
+    return git(clone, "log", "--format=%s").splitlines()
+
+
+def test_push_builds_bumps_and_rolls_out_staging(running, tmp_path: Path) -> None:
+    stack, work, apps = running["stack"], running["work"], running["apps"]
+    (work / "frontend" / "index.html").write_text("<h1>frontend v2</h1>\n")
+    git(work, "commit", "-qam", "frontend: v2")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    short = git(work, "rev-parse", "--short=7", "HEAD").strip()
+    want = f"{stack.registry.host}/shop/frontend:0.0.0-1-g{short}"
+    wait_until(lambda: deployed_image(apps, "shop-staging", "frontend") == want, timeout=180,
+               what=f"staging frontend rolled out as {want}",
+               log=stack.service_daemons()[1].log_file)
+    # only the changed service was built; production (release-only) did not move
+    tags = httpx.get(f"{stack.registry.url}/v2/shop/backend/tags/list").json()
+    assert tags.get("tags") in (None, []), tags
+    assert deployed_image(apps, "shop-production", "frontend") in (None, f"{stack.registry.host}/shop/frontend:0.0.0")
+    bumps = [s for s in deploy_log(stack, tmp_path) if "bump" in s]
+    assert len(bumps) == 1, bumps
+    status = running["http"].get("/api/targets").json()["targets"]
+    staging = next(t for t in status if t["name"] == "staging")
+    assert staging["health"] == "Healthy"
+    assert want in staging["images"]
