@@ -31,6 +31,9 @@ Three kinds of field are edited, all on single-line plain or quoted scalars:
 3. **kustomization.yaml ``images:``** — entries whose ``name`` or ``newName`` is the image get
    ``newTag`` (and ``digest`` if present) rewritten. Keys are never added.
 
+A marker must sit on the line where the scalar is written: on an anchored value mark the
+anchor (``&x``) line; a comment after an alias (``*x``) is not read. Keys are never edited.
+
 Safety: files are screened by plain text search before parsing; Jinja2 templates (``{{``,
 ``{%``, ``{#``) are never parsed or touched; only regular ``.yaml``/``.yml`` files up to 1 MiB,
 no symlinks, nothing under ``.git``. ruamel.yaml's round-trip composer locates the value's
