@@ -33,7 +33,10 @@ def scan(root: Path, updates: Sequence[ImageUpdate], markers: Sequence[str], *,
         if not relevant(source.text, markers, source.is_kustomization):
             continue
         for item in _file_targets(source, updates, seed, known_images):
-            (targets if isinstance(item, Target) else warnings).append(item)  # type: ignore[arg-type]
+            if isinstance(item, Target):
+                targets.append(item)
+            else:
+                warnings.append(item)
     return Scan(tuple(_dedupe(targets, warnings)), tuple(warnings))
 
 
@@ -59,6 +62,7 @@ def _found(source: Source, doc: Node, updates: Sequence[ImageUpdate], seed: re.P
         match = seed.match(comment) if seed else None
         setter = flux_setter(comment)
         rewrite: Rewrite | None = None
+        marker = ""
         if match:
             rewrite = seed_rewrite(scalar, match["qualifier"], updates, known)
             marker = match["marker"] + (f":{match['qualifier']}" if match["qualifier"] else "")
