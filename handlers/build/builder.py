@@ -1,0 +1,181 @@
+"""How an image gets built and pushed: a one-method ``Builder`` and its buildah implementation.
+
+The contract every backend keeps (a Kubernetes Job backend included): build ``spec`` and push every
+tag in ``spec.tags``, or push nothing; return the pushed manifest digest; raise ``BuildFailed`` /
+``BuildTimeout`` (permanent), ``PushDenied`` (permanent), ``RegistryUnavailable`` (transient) or
+``Superseded`` (``should_continue`` said stop). Logs go to ``log``.
+
+``BuildahBuilder`` keeps its storage under ``<state_dir>/buildah`` and builds with
+``bud --isolation chroot --layers``, so unchanged steps come from the layer cache across builds.
+Credentials are resolved from ``RegistryConfig`` at build time and handed to buildah in a private
+``--authfile`` (mode 0600, deleted afterwards) rather than ``--creds``: a command line is readable
+by every local user in ``/proc``, and the log records the command. ``--tls-verify=false`` is used
+for registries configured ``insecure: true`` (for ``bud`` it also covers the ``FROM`` pull).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from handlers.build.errors import (
+    BuildFailed,
+    BuildTimeout,
+    PushDenied,
+    RegistryUnavailable,
+    Superseded,
+    log_tail,
+)
+from handlers.build.process import ProcessTimedOut, run_logged
+from handlers.build.registry import ImageRef, credentials
+from handlers.errors import PermanentError
+from service.config import RegistryConfig
+
+PUSH_TIMEOUT_SECONDS = 600.0
+"""Per tag; past it the push is killed and counts as a transient registry failure."""
+_DENIED = re.compile(r"unauthorized|denied|authentication required|forbidden", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildSpec:
+    """One image to build from an exported context; paths are local, everything else is data."""
+
+    image: str
+    """``host/repository`` without a tag."""
+    tags: tuple[str, ...]
+    context: Path
+    dockerfile: Path
+    timeout_seconds: float
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltImage:
+    image: str
+    tags: tuple[str, ...]
+    digest: str
+
+
+class Builder(Protocol):
+    def build(self, spec: BuildSpec, *, log: Path, should_continue: Callable[[], bool]) -> BuiltImage:
+        """Build, then push every tag (or none); see the module docstring for the error contract."""
+        ...
+
+
+class BuildahBuilder:
+    """``buildah bud`` + ``buildah push --digestfile`` with storage under ``<state_dir>/buildah``."""
+
+    def __init__(self, *, state_dir: Path, registries: list[RegistryConfig], storage_driver: str = "vfs") -> None:
+        self.state_dir = state_dir
+        self.registries = registries
+        self.storage_driver = storage_driver
+
+    def build(self, spec: BuildSpec, *, log: Path, should_continue: Callable[[], bool]) -> BuiltImage:
+        with self._authfile() as authfile:
+            self._bud(spec, authfile, log, should_continue)
+            if not should_continue():
+                raise Superseded("a newer push arrived before the push")
+            digest = self._push_all(spec, authfile, log, should_continue)
+        self._forget_local(spec, log)
+        return BuiltImage(spec.image, spec.tags, digest)
+
+    def _base(self) -> list[str]:
+        """Same storage layout as ``service.devstack.baseimage.buildah_argv`` (shared layer cache)."""
+        binary = shutil.which("buildah")
+        if binary is None:
+            raise PermanentError("buildah not found: install it with: apt-get install buildah")
+        root = self.state_dir / "buildah"
+        return [binary, "--root", str(root / "storage"), "--runroot", str(root / "run"),
+                "--storage-driver", self.storage_driver]
+
+    def _insecure(self, image: str) -> bool:
+        host = ImageRef.parse(image).host
+        return any(r.host == host and r.insecure for r in self.registries)
+
+    def _common(self, spec: BuildSpec, authfile: Path | None) -> list[str]:
+        flags = [f"--tls-verify={'false' if self._insecure(spec.image) else 'true'}"]
+        return flags + (["--authfile", str(authfile)] if authfile else [])
+
+    def bud_argv(self, spec: BuildSpec, authfile: Path | None = None) -> list[str]:
+        argv = [*self._base(), "bud", "--isolation", "chroot", "--layers", "--force-rm",
+                *self._common(spec, authfile), "-f", str(spec.dockerfile)]
+        for key, value in sorted(spec.build_args.items()):
+            argv += ["--build-arg", f"{key}={value}"]
+        for key, value in sorted(spec.labels.items()):
+            argv += ["--label", f"{key}={value}"]
+        argv += ["--target", spec.target] if spec.target else []
+        for tag in spec.tags:
+            argv += ["-t", f"{spec.image}:{tag}"]
+        return [*argv, str(spec.context)]
+
+    def _bud(self, spec: BuildSpec, authfile: Path | None, log: Path, should_continue: Callable[[], bool]) -> None:
+        try:
+            code = run_logged(self.bud_argv(spec, authfile), log=log, timeout=spec.timeout_seconds,
+                              should_continue=should_continue)
+        except ProcessTimedOut as exc:
+            why = f"timeout: build exceeded {spec.timeout_seconds:g}s; its processes were killed"
+            raise BuildTimeout(why, tail=_tail(log)) from exc
+        if code != 0:
+            raise BuildFailed(f"buildah bud exited {code}", tail=_tail(log))
+
+    def _push_all(self, spec: BuildSpec, authfile: Path | None, log: Path,
+                  should_continue: Callable[[], bool]) -> str:
+        digests = {self._push(spec, tag, authfile, log, should_continue) for tag in spec.tags}
+        if len(digests) != 1:
+            raise RegistryUnavailable(f"tags of {spec.image} were pushed with different digests: {sorted(digests)}")
+        return digests.pop()
+
+    def _push(self, spec: BuildSpec, tag: str, authfile: Path | None, log: Path,
+              should_continue: Callable[[], bool]) -> str:
+        ref = f"{spec.image}:{tag}"
+        digestfile = log.with_name(f"{log.stem}.{tag}.digest")
+        argv = [*self._base(), "push", *self._common(spec, authfile), "--digestfile", str(digestfile),
+                ref, f"docker://{ref}"]
+        try:
+            code = run_logged(argv, log=log, timeout=PUSH_TIMEOUT_SECONDS, should_continue=should_continue)
+        except ProcessTimedOut as exc:
+            raise RegistryUnavailable(f"push of {ref} exceeded {PUSH_TIMEOUT_SECONDS:g}s") from exc
+        if code != 0:
+            tail = _tail(log)
+            error = PushDenied if _DENIED.search(tail) else RegistryUnavailable
+            raise error(f"push of {ref} failed (exit {code}):\n{tail[-1500:]}")
+        return digestfile.read_text().strip()
+
+    def _forget_local(self, spec: BuildSpec, log: Path) -> None:
+        """Drop the final image's names (the cached layers stay) so vfs storage does not grow per tag."""
+        refs = [f"{spec.image}:{tag}" for tag in spec.tags]
+        run_logged([*self._base(), "rmi", *refs], log=log, timeout=60, should_continue=lambda: True)
+
+    @contextlib.contextmanager
+    def _authfile(self) -> Iterator[Path | None]:
+        auths = {r.host: _auth_entry(r) for r in self.registries if r.username and r.password}
+        if not auths:
+            yield None
+            return
+        parent = self.state_dir / "buildah"
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="auth-", dir=parent) as private:
+            path = Path(private) / "auth.json"
+            path.touch(mode=0o600)
+            path.write_text(json.dumps({"auths": auths}))
+            yield path
+
+
+def _auth_entry(config: RegistryConfig) -> dict[str, str]:
+    creds = credentials(config)
+    assert creds is not None
+    return {"auth": base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()}
+
+
+def _tail(log: Path) -> str:
+    return log_tail(log.read_text(errors="replace"))

@@ -1,0 +1,114 @@
+"""Content-addressed skip: the same build inputs are never built twice, only re-tagged.
+
+The key hashes what ``buildah bud`` sees: every entry under the context (path relative to the
+context, git mode, blob id — a content hash), the Dockerfile's blob id, the build args and the
+target. It is read from the git tree, so no export is needed to decide. Not covered: a moving
+``FROM`` tag (``base:latest`` re-pushed) — the first build's result keeps being reused.
+
+The index is one small JSON file per key under ``<state_dir>/build-index/<image>/<key>.json``
+(digest, a tag known to exist, the commit that built it), written atomically. A hit is trusted
+only after one ``HEAD`` shows the manifest is still in the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from handlers.build.mirror import Mirror
+from handlers.build.registry import RegistryClient
+from handlers.errors import PermanentError
+from handlers.validate import validate_relpath, validate_sha
+from service.config import ImageBuildConfig
+
+KEY_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRecord:
+    image: str
+    key: str
+    digest: str
+    tag: str
+    sha: str
+    pushed_at: float
+
+
+def context_key(mirror: Mirror, sha: str, image: ImageBuildConfig, dockerfile: str) -> str:
+    """sha256 over the context tree, the Dockerfile content, build args and target."""
+    validate_sha(sha)
+    context = image.context.strip("/") or "."
+    payload = {
+        "v": KEY_VERSION,
+        "tree": _tree(mirror, sha, context),
+        "dockerfile": _blob_id(mirror, sha, dockerfile),
+        "build_args": sorted(image.build_args.items()),
+        "target": image.target,
+    }
+    return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+
+
+def _tree(mirror: Mirror, sha: str, context: str) -> list[list[str]]:
+    limit = [] if context == "." else ["--", validate_relpath(context, field="context")]
+    out = mirror.run("ls-tree", "-r", "-z", "--full-tree", sha, *limit)
+    prefix = "" if context == "." else context + "/"
+    entries = []
+    for line in filter(None, out.split("\0")):
+        meta, path = line.split("\t", 1)
+        mode, _, oid = meta.split(" ")
+        if path.startswith(prefix):
+            entries.append([path.removeprefix(prefix), mode, oid])
+    return entries
+
+
+def _blob_id(mirror: Mirror, sha: str, path: str) -> str:
+    out = mirror.run("ls-tree", "-z", "--full-tree", sha, "--", validate_relpath(path, field="dockerfile"))
+    if not out:
+        raise PermanentError(f"no Dockerfile at {path} in {sha[:7]}")
+    meta, _ = out.split("\t", 1)
+    return meta.split(" ")[2]
+
+
+class BuildIndex:
+    """Key → the manifest it produced, per image."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir / "build-index"
+
+    def _path(self, image: str, key: str) -> Path:
+        slug = re.sub(r"[^a-z0-9]+", "_", image.lower()).strip("_")[:80]
+        return self.root / f"{slug}-{hashlib.sha256(image.encode()).hexdigest()[:12]}" / f"{key}.json"
+
+    def get(self, image: str, key: str) -> IndexRecord | None:
+        try:
+            return IndexRecord(**json.loads(self._path(image, key).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def put(self, *, image: str, key: str, digest: str, tag: str, sha: str) -> IndexRecord:
+        record = IndexRecord(image, key, digest, tag, sha, time.time())
+        path = self._path(image, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp-{os.getpid()}-{time.monotonic_ns()}")
+        tmp.write_text(json.dumps(asdict(record), indent=2))
+        os.replace(tmp, path)
+        return record
+
+    def forget(self, image: str, key: str) -> None:
+        self._path(image, key).unlink(missing_ok=True)
+
+
+def reusable(index: BuildIndex, client: RegistryClient, repository: str, image: str, key: str) -> IndexRecord | None:
+    """The recorded build for ``key`` if its manifest is still in the registry, else ``None``."""
+    record = index.get(image, key)
+    if record is None:
+        return None
+    if client.manifest_exists(repository, record.digest):
+        return record
+    index.forget(image, key)
+    return None

@@ -1,0 +1,133 @@
+"""Which images a push changes, decided from the git diff in the mirror (payload paths may be cut).
+
+An image triggers when a changed path matches one of its ``paths`` globs; without ``paths`` the
+default is ``<context>/**`` plus its Dockerfile. Globs are fnmatch-style on ``/``-separated paths:
+``*`` and ``?`` stay inside one segment, ``**`` spans any number of segments (also none), a
+trailing ``/`` means "everything below". A new branch, a force push (``before`` not an ancestor of
+``after``, or unknown) and a tag push build every image.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from handlers.build.mirror import Mirror
+from handlers.events import GitPushed
+from handlers.validate import validate_sha
+from service.config import ImageBuildConfig
+
+SHOWN_PATHS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeDecision:
+    """The images to build (config names, config order) and why, in words for the report."""
+
+    images: tuple[str, ...]
+    reason: str
+
+
+def default_paths(image: ImageBuildConfig) -> list[str]:
+    context = image.context.strip("/")
+    tree = "**" if context in ("", ".") else f"{context}/**"
+    return [tree, dockerfile_path(image)]
+
+
+def dockerfile_path(image: ImageBuildConfig) -> str:
+    """Repo-relative Dockerfile path: the configured one or ``<context>/Dockerfile``."""
+    if image.dockerfile:
+        return image.dockerfile.removeprefix("./")
+    context = image.context.strip("/")
+    return "Dockerfile" if context in ("", ".") else f"{context}/Dockerfile"
+
+
+@functools.lru_cache(maxsize=512)
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Translate one glob to an anchored regex (see the module docstring for the grammar)."""
+    pattern = pattern.removeprefix("./")
+    if pattern.endswith("/"):
+        pattern += "**"
+    out, i = [], 0
+    while i < len(pattern):
+        token, i = _glob_token(pattern, i)
+        out.append(token)
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _glob_token(pattern: str, i: int) -> tuple[str, int]:
+    if pattern.startswith("**/", i):
+        return "(?:.*/)?", i + 3
+    if pattern.startswith("**", i):
+        return ".*", i + 2
+    char = pattern[i]
+    if char == "*":
+        return "[^/]*", i + 1
+    if char == "?":
+        return "[^/]", i + 1
+    if char == "[":
+        end = pattern.find("]", i + 2)
+        if end != -1:
+            body = pattern[i + 1:end].replace("\\", "\\\\")
+            return "[" + ("^" + body[1:] if body.startswith("!") else body) + "]", end + 1
+    return re.escape(char), i + 1
+
+
+def matches(path: str, patterns: Sequence[str]) -> bool:
+    return any(glob_regex(p).match(path) for p in patterns)
+
+
+def images_touched(images: Sequence[ImageBuildConfig], paths: Sequence[str]) -> tuple[str, ...]:
+    """Names of the images whose globs match at least one of ``paths``."""
+    return tuple(i.name for i in images if any(matches(p, i.paths or default_paths(i)) for p in paths))
+
+
+def decide(images: Sequence[ImageBuildConfig], paths: Sequence[str]) -> ChangeDecision:
+    """The pure half of ``changed_images``: given the changed paths, which images and why."""
+    touched = images_touched(images, paths)
+    if touched:
+        return ChangeDecision(touched, f"paths changed: {_shown(paths)}")
+    if not paths:
+        return ChangeDecision((), "no path changed between the two commits")
+    return ChangeDecision((), f"no image's paths changed: {_shown(paths)}")
+
+
+def _shown(paths: Sequence[str]) -> str:
+    more = len(paths) - SHOWN_PATHS
+    return ", ".join(paths[:SHOWN_PATHS]) + (f" (+{more} more)" if more > 0 else "")
+
+
+def changed_images(mirror: Mirror, images: Sequence[ImageBuildConfig], event: GitPushed) -> ChangeDecision:
+    """Decide from the mirror; ``event.after`` must already be present (``Mirror.ensure_commit``)."""
+    everything = tuple(i.name for i in images)
+    whole = _builds_everything(mirror, event)
+    if whole:
+        return ChangeDecision(everything, whole)
+    return decide(images, diff_paths(mirror, event.before, event.after))
+
+
+def _builds_everything(mirror: Mirror, event: GitPushed) -> str | None:
+    if event.is_tag:
+        return f"tag push {event.short_ref}: every image builds"
+    if event.created:
+        return f"new branch {event.short_ref}: every image builds"
+    if event.forced:
+        return "force push: every image builds"
+    before = validate_sha(event.before, field="before")
+    if not mirror.has_commit(before):
+        return f"previous commit {before[:7]} is unknown (force push?): every image builds"
+    if not _is_ancestor(mirror, before, event.after):
+        return f"force push ({before[:7]} is not an ancestor): every image builds"
+    return None
+
+
+def _is_ancestor(mirror: Mirror, before: str, after: str) -> bool:
+    return mirror.try_run("merge-base", "--is-ancestor", before, after) is not None
+
+
+def diff_paths(mirror: Mirror, before: str, after: str) -> list[str]:
+    """Every path added, modified, deleted or renamed (both sides) between two commits."""
+    out = mirror.run("diff", "--name-only", "--no-renames", "-z", validate_sha(before), validate_sha(after))
+    return [p for p in out.split("\0") if p]

@@ -1,0 +1,149 @@
+"""A cached bare mirror per repository: clone once, then only fetch; export exact commits.
+
+Layout: ``<state_dir>/mirrors/<repo name>.git`` (``git clone --mirror``), guarded by an ``flock`` on
+``<name>.git.lock`` so concurrent builds of one repo never fetch into it at the same time. A clone
+goes to a temporary directory first and is renamed into place, so a half clone is never used.
+
+Nothing from the repository is executed: no checkout, no hooks (a mirror has none), no filters
+configured; ``export`` streams ``git archive`` into Python's ``tarfile`` with the ``data`` filter
+(no absolute paths, no links leaving the destination, no device files). ``info/attributes``
+neutralises ``export-subst``/``export-ignore`` so the export is the commit's tree byte for byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import git
+
+from handlers.build.errors import CommitNotFound, GitUnavailable
+from handlers.errors import PermanentError
+from handlers.validate import validate_clone_url, validate_relpath, validate_sha
+
+GIT_TIMEOUT_SECONDS = 600
+"""Clone/fetch/archive limit; past it the git process is killed and the call is transient."""
+GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "GIT_LITERAL_PATHSPECS": "1",
+    "GIT_ALLOW_PROTOCOL": "http:https:ssh:git",
+}
+"""No prompts, no pathspec magic, and never ``ext::``/``file::`` transports whatever the URL says."""
+NEUTRAL_ATTRIBUTES = "* -export-subst -export-ignore\n"
+
+
+class Mirror:
+    """One repository's bare mirror. Build with ``Mirror.open``; methods are safe to call again."""
+
+    def __init__(self, path: Path, url: str) -> None:
+        self.path = path
+        self.url = url
+        self.repo = git.Repo(path)
+        self.repo.git.update_environment(**GIT_ENV)
+
+    @classmethod
+    def open(cls, *, state_dir: Path, name: str, url: str) -> Mirror:
+        """The mirror of ``url`` named ``name``; cloned on first use, fetched otherwise."""
+        validate_clone_url(url, field="repo.url")
+        path = state_dir / "mirrors" / f"{name}.git"
+        with _locked(path):
+            if not path.exists():
+                _clone(url, path)
+                return cls(path, url)
+            mirror = cls(path, url)
+            mirror._fetch_unlocked()
+            return mirror
+
+    def fetch(self) -> None:
+        with _locked(self.path):
+            self._fetch_unlocked()
+
+    def _fetch_unlocked(self) -> None:
+        try:
+            self.repo.git.fetch("--prune", "origin", kill_after_timeout=GIT_TIMEOUT_SECONDS)
+        except git.GitCommandError as exc:
+            raise GitUnavailable(f"git fetch {self.url} failed: {_stderr(exc)}") from exc
+
+    def has_commit(self, sha: str) -> bool:
+        return self.try_run("cat-file", "-e", f"{validate_sha(sha)}^{{commit}}") is not None
+
+    def ensure_commit(self, sha: str) -> None:
+        """Fetch when ``sha`` is missing; ``CommitNotFound`` if it still is."""
+        if self.has_commit(sha):
+            return
+        self.fetch()
+        if not self.has_commit(sha):
+            raise CommitNotFound(f"commit {sha} is not in {self.url} (force-pushed away?)")
+
+    def run(self, *args: str) -> str:
+        """``git <args>`` in the mirror (an argument list, never a shell); stdout without the newline.
+
+        Local git failing on our own mirror means the input is wrong (a missing path, a bad rev):
+        ``PermanentError`` with git's message.
+        """
+        try:
+            return str(self.repo.git.execute(["git", *args], kill_after_timeout=GIT_TIMEOUT_SECONDS))
+        except git.GitCommandError as exc:
+            raise PermanentError(f"git {args[0]} failed in the {self.path.name} mirror: {_stderr(exc)}") from exc
+
+    def try_run(self, *args: str) -> str | None:
+        """Like ``run`` for yes/no questions (``merge-base --is-ancestor``, ``describe``): None on failure."""
+        try:
+            return str(self.repo.git.execute(["git", *args], kill_after_timeout=GIT_TIMEOUT_SECONDS))
+        except git.GitCommandError:
+            return None
+
+    def export(self, sha: str, dest: Path, paths: Sequence[str] = ()) -> Path:
+        """Write the tree of ``sha`` (limited to ``paths``, repo-relative) into ``dest``."""
+        validate_sha(sha)
+        specs = [validate_relpath(p, field="export path") for p in paths if p not in ("", ".")]
+        dest.mkdir(parents=True, exist_ok=True)
+        argv = ["git", "--git-dir", str(self.path), "archive", "--format=tar", sha, "--", *specs]
+        env = {**os.environ, **GIT_ENV}
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+            assert proc.stdout is not None
+            try:
+                with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+                    archive.extractall(dest, filter="data")
+            except tarfile.TarError as exc:
+                proc.kill()
+                raise PermanentError(f"cannot export {sha}: {exc}") from exc
+            _, err = proc.communicate(timeout=GIT_TIMEOUT_SECONDS)
+        if proc.returncode != 0:
+            raise PermanentError(f"git archive {sha} {' '.join(specs)} failed: {err.decode(errors='replace')}")
+        return dest
+
+
+def _clone(url: str, path: Path) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        git.Git().execute(["git", "clone", "--mirror", "--quiet", "--", url, str(tmp)],
+                          env={**os.environ, **GIT_ENV}, kill_after_timeout=GIT_TIMEOUT_SECONDS)
+    except git.GitCommandError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise GitUnavailable(f"git clone --mirror {url} failed: {_stderr(exc)}") from exc
+    (tmp / "info").mkdir(exist_ok=True)
+    (tmp / "info" / "attributes").write_text(NEUTRAL_ATTRIBUTES)
+    tmp.rename(path)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _stderr(exc: git.GitCommandError) -> str:
+    text = str(exc.stderr or exc).strip()
+    return text[-500:]

@@ -1,0 +1,72 @@
+"""Run one build subprocess with its output in a log file, a hard deadline and a stop switch.
+
+The child gets its own session (process group), so stopping it reaches every descendant that
+stays in the group (``buildah-chroot-exec`` and the ``RUN`` command included): ``SIGTERM`` first —
+buildah then removes its working container (with ``--force-rm``) — and ``SIGKILL`` to the whole
+group after ``KILL_GRACE_SECONDS``. The limit is enforced here, on the process, not by a worker
+middleware that cannot stop a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from handlers.build.errors import Superseded
+
+POLL_SECONDS = 0.5
+KILL_GRACE_SECONDS = 10.0
+
+
+class ProcessTimedOut(Exception):
+    """The deadline passed; the process group is already stopped."""
+
+
+def run_logged(argv: Sequence[str], *, log: Path, timeout: float, should_continue: Callable[[], bool],
+               env: Mapping[str, str] | None = None) -> int:
+    """Exit status of ``argv``; raises ``ProcessTimedOut`` or ``Superseded`` after stopping it."""
+    with log.open("ab") as out:
+        out.write(f"$ {shlex.join(argv)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=dict(env) if env is not None else None)
+        try:
+            return _wait(proc, time.monotonic() + timeout, should_continue)
+        finally:
+            if proc.returncode is None:
+                stop_group(proc)
+            out.write(f"# exit {proc.returncode}\n".encode())
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float, should_continue: Callable[[], bool]) -> int:
+    while True:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return proc.wait(timeout=min(POLL_SECONDS, max(0.01, deadline - time.monotonic())))
+        if time.monotonic() >= deadline:
+            stop_group(proc)
+            raise ProcessTimedOut(f"killed after its time limit (pid {proc.pid})")
+        if not should_continue():
+            stop_group(proc)
+            raise Superseded("a newer push arrived; the build was stopped")
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL it after the grace period, reap the leader."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=KILL_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+    _signal_group(proc.pid, signal.SIGKILL)  # stragglers still in the group once the leader is gone
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

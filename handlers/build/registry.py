@@ -1,0 +1,154 @@
+"""Just enough of the registry API v2 to check a manifest and re-tag it (no layers move).
+
+Auth follows the distribution spec: try anonymously, and on a ``401`` answer the challenge —
+``Basic`` with the configured credentials, or ``Bearer`` by fetching a token from the realm.
+Errors are wrapped once, here: network failures, 5xx and 429 are ``RegistryUnavailable``
+(transient), 401/403 are ``PushDenied`` (permanent).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+
+import httpx
+
+from handlers.build.errors import PushDenied, RegistryUnavailable
+from handlers.errors import PermanentError
+from handlers.validate import validate_registry_host, validate_repository
+from service.config import RegistryConfig
+
+HTTP_TIMEOUT_SECONDS = 30.0
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+DOCKER_HUB = "docker.io"
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Resolved registry credentials; the password never appears in ``repr``."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """``host/repository`` split the way docker does (a first part with ``.``/``:`` is a host)."""
+
+    host: str
+    repository: str
+
+    @classmethod
+    def parse(cls, name: str) -> ImageRef:
+        first, _, rest = name.partition("/")
+        if rest and ("." in first or ":" in first or first == "localhost"):
+            host, repository = first, rest
+        else:
+            host, repository = DOCKER_HUB, name if "/" in name else f"library/{name}"
+        return cls(validate_registry_host(host, field="image host"),
+                   validate_repository(repository, field="image repository"))
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}/{self.repository}"
+
+
+def credentials(config: RegistryConfig | None) -> Credentials | None:
+    """Resolve ``username`` + ``password`` SecretRef now; ``None`` for anonymous registries."""
+    if config is None or config.username is None or config.password is None:
+        return None
+    return Credentials(config.username, config.password.resolve())
+
+
+class RegistryClient:
+    """One registry host; re-uses a bearer token across calls for one repository."""
+
+    def __init__(self, host: str, *, insecure: bool = False, creds: Credentials | None = None) -> None:
+        api_host = "registry-1.docker.io" if host == DOCKER_HUB else host
+        self.base = f"{'http' if insecure else 'https'}://{api_host}"
+        self.creds = creds
+        self.http = httpx.Client(timeout=HTTP_TIMEOUT_SECONDS, verify=not insecure)
+        self._auth: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.http.close()
+
+    def manifest_exists(self, repository: str, reference: str) -> bool:
+        answer = self._call("HEAD", repository, reference, headers={"Accept": ",".join(MANIFEST_TYPES)})
+        return answer.status_code == 200
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str]:
+        """The manifest bytes exactly as stored, and their media type."""
+        answer = self._call("GET", repository, reference, headers={"Accept": ",".join(MANIFEST_TYPES)})
+        if answer.status_code != 200:
+            raise PermanentError(f"manifest {repository}@{reference} is gone ({answer.status_code})")
+        return answer.content, answer.headers["Content-Type"].split(";")[0]
+
+    def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> str:
+        answer = self._call("PUT", repository, tag, headers={"Content-Type": media_type}, content=body)
+        if answer.status_code not in (200, 201):
+            raise PermanentError(f"PUT manifest {repository}:{tag} answered {answer.status_code}: {answer.text[:200]}")
+        return answer.headers.get("Docker-Content-Digest", "")
+
+    def retag(self, repository: str, digest: str, tag: str) -> str:
+        """Point ``tag`` at the manifest ``digest``; the same bytes, so the same digest."""
+        body, media_type = self.get_manifest(repository, digest)
+        return self.put_manifest(repository, tag, body, media_type) or digest
+
+    def _call(self, method: str, repository: str, reference: str, *, headers: dict[str, str],
+              content: bytes | None = None) -> httpx.Response:
+        url = f"{self.base}/v2/{repository}/manifests/{reference}"
+        answer = self._send(method, url, repository, headers, content)
+        if answer.status_code == 401 and self._authenticate(answer, repository):
+            answer = self._send(method, url, repository, headers, content)
+        if answer.status_code in (401, 403):
+            raise PushDenied(f"{self.base} refused {method} {repository}:{reference} ({answer.status_code})")
+        if answer.status_code >= 500 or answer.status_code == 429:
+            raise RegistryUnavailable(f"{self.base} answered {answer.status_code} to {method} {repository}")
+        return answer
+
+    def _send(self, method: str, url: str, repository: str, headers: dict[str, str],
+              content: bytes | None) -> httpx.Response:
+        value = self._auth.get(repository)
+        auth = {"Authorization": value} if value else {}
+        try:
+            return self.http.request(method, url, headers={**headers, **auth}, content=content)
+        except httpx.TransportError as exc:
+            raise RegistryUnavailable(f"{self.base} unreachable: {exc}") from exc
+
+    def _authenticate(self, answer: httpx.Response, repository: str) -> bool:
+        challenge = answer.headers.get("WWW-Authenticate", "")
+        scheme = challenge.split(" ", 1)[0].lower()
+        if scheme == "basic" and self.creds is not None:
+            pair = f"{self.creds.username}:{self.creds.password}".encode()
+            self._auth[repository] = "Basic " + base64.b64encode(pair).decode()
+            return True
+        if scheme == "bearer":
+            self._auth[repository] = f"Bearer {self._token(challenge, repository)}"
+            return True
+        return False
+
+    def _token(self, challenge: str, repository: str) -> str:
+        params = dict(_CHALLENGE_PARAM.findall(challenge))
+        query = {"service": params.get("service", ""), "scope": f"repository:{repository}:pull,push"}
+        auth = (self.creds.username, self.creds.password) if self.creds else None
+        try:
+            answer = self.http.get(params["realm"], params=query, auth=auth)
+        except (KeyError, httpx.TransportError) as exc:
+            raise RegistryUnavailable(f"token endpoint for {self.base} failed: {exc!r}") from exc
+        if answer.status_code != 200:
+            raise PushDenied(f"token endpoint for {self.base} answered {answer.status_code}")
+        data = answer.json()
+        return str(data.get("token") or data.get("access_token") or "")
+
+
+def client_for(image: ImageRef, registries: list[RegistryConfig]) -> RegistryClient:
+    config = next((r for r in registries if r.host == image.host), None)
+    return RegistryClient(image.host, insecure=bool(config and config.insecure), creds=credentials(config))

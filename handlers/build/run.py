@@ -1,0 +1,160 @@
+"""``build_push``: one push in, the changed images built (or re-tagged) and pushed, a report out.
+
+Order of work: refuse unsafe input → is this ref built at all (``routing.build_reason``) → fetch
+the mirror → which images changed → per image, in up to ``settings.parallelism`` threads: render
+tags, compute the content key, re-tag a known manifest or export + build + push, record the key.
+Only images in ``repo.images`` are ever built. Idempotent: running it again for the same push
+re-tags what was already pushed. The retry policy is in the package docstring.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from handlers.build.builder import BuildahBuilder, Builder, BuildSpec
+from handlers.build.cache import BuildIndex, context_key, reusable
+from handlers.build.changes import changed_images, dockerfile_path
+from handlers.build.errors import BuildFailed, Superseded
+from handlers.build.mirror import Mirror
+from handlers.build.registry import ImageRef, client_for
+from handlers.build.report import BuildIncomplete, BuildReport, ImageResult
+from handlers.build.tags import TagValues, render, templates_for, values_for
+from handlers.errors import ConfigError, PermanentError, TransientError
+from handlers.events import GitPushed
+from handlers.routing import build_reason
+from handlers.validate import validate_ref, validate_sha
+from service.config import BuildSettings, ImageBuildConfig, RegistryConfig, RepoConfig
+
+__all__ = ["BuildIncomplete", "BuildReport", "ImageResult", "build_push"]
+
+
+def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, registries: list[RegistryConfig],
+               state_dir: Path, should_continue: Callable[[], bool] = lambda: True,
+               builder: Builder | None = None) -> BuildReport:
+    """Build and push the images ``event`` changed in ``repo``.
+
+    ``should_continue`` is polled before each image and every ~0.5 s during a build; ``False``
+    stops the running build and marks the rest ``superseded``. It must not raise. ``builder``
+    defaults to ``BuildahBuilder`` on ``state_dir``. Raises ``TransientError`` (``GitUnavailable``
+    before any image; ``BuildIncomplete`` after all of them) or ``PermanentError`` for bad input.
+    """
+    validate_ref(event.ref)
+    sha = "" if event.deleted else validate_sha(event.after, field="after")
+    report = BuildReport(repo=repo.name, ref=event.ref, sha=sha)
+    skip = build_reason(repo, event) or (None if repo.images else f"repo {repo.name} configures no images")
+    if skip:
+        return replace(report, nothing_to_build_reason=skip)
+    mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url)
+    mirror.ensure_commit(sha)
+    decision = changed_images(mirror, repo.images, event)
+    if not decision.images:
+        return replace(report, nothing_to_build_reason=decision.reason)
+    job = _Job(repo, event, mirror, values_for(mirror, event), registries, state_dir, settings,
+               builder or BuildahBuilder(state_dir=state_dir, registries=registries,
+                                         storage_driver=settings.storage_driver), should_continue)
+    chosen = [i for i in repo.images if i.name in decision.images]
+    with ThreadPoolExecutor(max_workers=settings.parallelism, thread_name_prefix="build") as pool:
+        results = tuple(pool.map(job.run, chosen))
+    report = replace(report, images=results, change_reason=decision.reason)
+    if any(r.retryable for r in results):
+        raise BuildIncomplete(report)
+    return report
+
+
+@dataclass(frozen=True)
+class _Job:
+    repo: RepoConfig
+    event: GitPushed
+    mirror: Mirror
+    values: TagValues
+    registries: list[RegistryConfig]
+    state_dir: Path
+    settings: BuildSettings
+    builder: Builder
+    should_continue: Callable[[], bool]
+
+    def run(self, image: ImageBuildConfig) -> ImageResult:
+        """One image, never raising for an image-level failure: the outcome goes in the result."""
+        started = time.monotonic()
+        log = self._log_path(image)
+        try:
+            result = self._run(image, log)
+        except Superseded as exc:
+            result = ImageResult(image.name, "superseded", reason=str(exc))
+        except BuildFailed as exc:
+            result = ImageResult(image.name, "failed", reason=str(exc), log_tail=exc.tail)
+        except (PermanentError, ConfigError) as exc:
+            result = ImageResult(image.name, "failed", reason=str(exc))
+        except TransientError as exc:
+            result = ImageResult(image.name, "failed", reason=str(exc), retryable=True)
+        shown_log = str(log) if log.exists() else None
+        return replace(result, log=shown_log, duration_seconds=round(time.monotonic() - started, 3))
+
+    def _run(self, image: ImageBuildConfig, log: Path) -> ImageResult:
+        if not self.should_continue():
+            raise Superseded("a newer push arrived before this image started")
+        tags = render(templates_for(image, self.event), self.values)
+        if not tags:
+            why = f"no tag template of {list(image.tags)} fits a {'tag' if self.event.is_tag else 'branch'} push"
+            return ImageResult(image.name, "skipped", reason=why)
+        ref = ImageRef.parse(image.name)
+        key = context_key(self.mirror, self.values.sha, image, dockerfile_path(image))
+        client = client_for(ref, self.registries)
+        try:
+            record = reusable(BuildIndex(self.state_dir), client, ref.repository, image.name, key)
+            if record is not None:
+                for tag in tags:
+                    client.retag(ref.repository, record.digest, tag)
+                why = f"same inputs as {record.sha[:7]} (already pushed as {record.tag})"
+                return ImageResult(image.name, "retagged", tags=tags, digest=record.digest, reason=why)
+        finally:
+            client.close()
+        return self._build(image, ref, tags, key, log)
+
+    def _build(self, image: ImageBuildConfig, ref: ImageRef, tags: tuple[str, ...], key: str,
+               log: Path) -> ImageResult:
+        work = self.state_dir / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="build-", dir=work) as tmp:
+            spec = self._spec(image, ref, tags, Path(tmp))
+            log.parent.mkdir(parents=True, exist_ok=True)
+            built = self.builder.build(spec, log=log, should_continue=self.should_continue)
+        BuildIndex(self.state_dir).put(image=image.name, key=key, digest=built.digest, tag=tags[0],
+                                       sha=self.values.sha)
+        return ImageResult(image.name, "built", tags=built.tags, digest=built.digest, reason="built and pushed")
+
+    def _spec(self, image: ImageBuildConfig, ref: ImageRef, tags: tuple[str, ...], tmp: Path) -> BuildSpec:
+        context = image.context.strip("/") or "."
+        dockerfile = dockerfile_path(image)
+        self.mirror.export(self.values.sha, tmp, [] if context == "." else [context, dockerfile])
+        return BuildSpec(image=ref.name, tags=tags, context=tmp / context, dockerfile=tmp / dockerfile,
+                         timeout_seconds=float(self.settings.timeout_seconds), build_args=image.build_args,
+                         target=image.target, labels=self._labels())
+
+    def _labels(self) -> dict[str, str]:
+        return {
+            "org.opencontainers.image.revision": self.values.sha,
+            "org.opencontainers.image.source": public_url(self.repo.url),
+            "org.opencontainers.image.created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+    def _log_path(self, image: ImageBuildConfig) -> Path:
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", image.name).strip("_")[-60:]
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        return self.state_dir / "build-logs" / self.repo.name / f"{self.values.sha[:12]}-{slug}-{stamp}.log"
+
+
+def public_url(url: str) -> str:
+    """The clone URL without user-info, so a token in it never lands in an image label."""
+    parts = urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts.replace(netloc=parts.netloc.rsplit("@", 1)[1]))

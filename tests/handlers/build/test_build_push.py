@@ -1,0 +1,99 @@
+"""build_push against the real stack: buildah builds, the Distribution registry serves the result."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tests.handlers.build.conftest import AppRepo, dockerfile
+
+
+def test_push_touching_one_service_builds_exactly_that_one(app: AppRepo) -> None:
+    app.commit({"frontend/index.html": "<h1>shop v2</h1>\n"})
+    event = app.push("main")
+    report = app.build(event)
+    assert [(i.name, i.status) for i in report.images] == [(app.image("frontend"), "built")]
+    assert app.builder.calls == [app.image("frontend")]
+    built = report.images[0]
+    assert built.tags == (event.after[:7], "main")
+    for tag in built.tags:
+        answer = app.manifest("frontend", tag)
+        assert answer.status_code == 200
+        assert answer.headers["Docker-Content-Digest"] == built.digest
+    labels = app.config_blob("frontend", app.manifest("frontend", "main").json())["config"]["Labels"]
+    assert labels["org.opencontainers.image.revision"] == event.after
+    assert labels["org.opencontainers.image.source"] == app.url
+    assert labels["org.opencontainers.image.created"].endswith("Z")
+    assert app.manifest("backend", "main").status_code == 404
+
+
+def test_docs_only_push_builds_nothing_and_says_why(app: AppRepo) -> None:
+    app.commit({"docs/README.md": "# shop, documented\n"})
+    report = app.build(app.push("main"))
+    assert report.images == ()
+    assert report.nothing_to_build_reason == "no image's paths changed: docs/README.md"
+    assert app.builder.calls == []
+
+
+def test_same_tree_on_another_branch_is_retagged_not_rebuilt(app: AppRepo) -> None:
+    first = app.build(app.event("refs/heads/main", "0" * 40, app.pushed["refs/heads/main"]))
+    assert {i.status for i in first.images} == {"built"}
+    calls = len(app.builder.calls)
+    app.commit({"docs/README.md": "# only docs differ\n"})
+    report = app.build(app.push("feature"))
+    assert [i.status for i in report.images] == ["retagged", "retagged"]
+    assert len(app.builder.calls) == calls
+    for before, after in zip(first.images, report.images, strict=True):
+        assert after.digest == before.digest and after.log is None
+        service = after.name.rsplit("/", 1)[1]
+        assert app.manifest(service, "feature").headers["Docker-Content-Digest"] == before.digest
+
+
+def test_failing_dockerfile_ends_failed_with_log_tail_and_no_tag(app: AppRepo) -> None:
+    app.commit({"backend/Dockerfile": dockerfile(app.stack, "echo about to fail && exit 3")})
+    event = app.push("main")
+    report = app.build(event)
+    [failed] = report.images
+    assert failed.status == "failed" and failed.name == app.image("backend")
+    assert "exit status 3" in failed.log_tail and "about to fail" in failed.log_tail
+    assert failed.log is not None and failed.log_tail.splitlines()[-1] in Path(failed.log).read_text()
+    assert app.manifest("backend", event.after[:7]).status_code == 404
+    assert app.manifest("backend", "main").status_code == 404
+
+
+def test_build_over_its_timeout_is_killed_quickly(app: AppRepo) -> None:
+    app.commit({"frontend/Dockerfile": dockerfile(app.stack, f"sleep 30 # {app.uid}")})
+    started = time.monotonic()
+    report = app.build(app.push("main"), timeout=3)
+    elapsed = time.monotonic() - started
+    [failed] = report.images
+    assert failed.status == "failed" and failed.reason.startswith("timeout")
+    assert elapsed < 15, f"took {elapsed:.1f}s"
+    assert app.manifest("frontend", "main").status_code == 404
+
+
+def test_should_continue_false_mid_build_marks_superseded_and_pushes_nothing(app: AppRepo) -> None:
+    app.commit({"frontend/Dockerfile": dockerfile(app.stack, f"sleep 30 # {app.uid}")})
+    deadline = time.monotonic() + 2
+    started = time.monotonic()
+    report = app.build(app.push("main"), should_continue=lambda: time.monotonic() < deadline)
+    [stopped] = report.images
+    assert stopped.status == "superseded"
+    assert time.monotonic() - started < 15
+    assert app.manifest("frontend", "main").status_code == 404
+
+
+def test_release_tag_push_tags_the_image_with_the_release(app: AppRepo) -> None:
+    config = app.config([{"name": app.image("backend"), "context": "backend"}])
+    report = app.build(app.push_tag("1.2.3"), config)
+    [image] = report.images
+    assert image.status in ("built", "retagged") and image.tags == ("1.2.3",)
+    assert app.manifest("backend", "1.2.3").headers["Docker-Content-Digest"] == image.digest
+
+
+def test_report_is_json_safe(app: AppRepo) -> None:
+    app.commit({"backend/app.sh": "#!/bin/sh\necho v2\n"})
+    data = app.build(app.push("main")).to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["images"][0]["status"] == "built" and data["images"][0]["duration_seconds"] > 0
