@@ -138,7 +138,7 @@ def _render_template(jinja: SandboxedEnvironment, path: Path, root: Path, variab
         return jinja.from_string(_read(path)).render(variables)
     except jinja2.TemplateSyntaxError as exc:
         raise RenderError(f"{rel}, line {exc.lineno}: template syntax error: {exc.message}") from None
-    except jinja2.TemplateError as exc:
+    except Exception as exc:  # any error raised while evaluating the template is the template's
         raise RenderError(f"{rel}, line {_template_line(exc)}: {type(exc).__name__}: {exc}") from None
 
 
