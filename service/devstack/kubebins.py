@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from service.devstack.process import StackError
@@ -69,9 +70,10 @@ def _has_stages(directory: Path) -> bool:
 
 
 def _merge(primary: Path, fallback: Path) -> Path:
-    """Symlink farm: each binary from ``primary`` when present there, else from ``fallback``."""
+    """Symlink farm (in the temp dir, rebuilt on each call): each binary from ``primary`` when
+    present there, else from ``fallback``."""
     key = hashlib.sha256(f"{primary}\0{fallback}".encode()).hexdigest()[:12]
-    merged = fallback.parent / f"assets-{key}"
+    merged = Path(tempfile.gettempdir()) / f"shipline-k8s-assets-{key}"
     merged.mkdir(parents=True, exist_ok=True)
     kwok_home = primary if _has(primary, ("kwok",)) and _has_stages(primary) else fallback
     sources = {n: primary if _has(primary, (n,)) else fallback for n in ENVTEST + EXTRA}
