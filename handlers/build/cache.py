@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from handlers.build.changes import context_dir
 from handlers.build.mirror import Mirror
 from handlers.build.registry import RegistryClient
 from handlers.errors import PermanentError
@@ -42,7 +43,7 @@ class IndexRecord:
 def context_key(mirror: Mirror, sha: str, image: ImageBuildConfig, dockerfile: str) -> str:
     """sha256 over the context tree, the Dockerfile content, build args and target."""
     validate_sha(sha)
-    context = image.context.strip("/") or "."
+    context = context_dir(image)
     payload = {
         "v": KEY_VERSION,
         "tree": _tree(mirror, sha, context),

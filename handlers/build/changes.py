@@ -10,6 +10,7 @@ trailing ``/`` means "everything below". A new branch, a force push (``before`` 
 from __future__ import annotations
 
 import functools
+import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,18 +31,21 @@ class ChangeDecision:
     reason: str
 
 
-def default_paths(image: ImageBuildConfig) -> list[str]:
-    context = image.context.strip("/")
-    tree = "**" if context in ("", ".") else f"{context}/**"
-    return [tree, dockerfile_path(image)]
+def context_dir(image: ImageBuildConfig) -> str:
+    """The context as a normalized repo-relative path: ``./x/`` → ``x``, ``""`` → ``.``."""
+    return posixpath.normpath(image.context or ".")
 
 
 def dockerfile_path(image: ImageBuildConfig) -> str:
     """Repo-relative Dockerfile path: the configured one or ``<context>/Dockerfile``."""
     if image.dockerfile:
-        return image.dockerfile.removeprefix("./")
-    context = image.context.strip("/")
-    return "Dockerfile" if context in ("", ".") else f"{context}/Dockerfile"
+        return posixpath.normpath(image.dockerfile)
+    return posixpath.join(context_dir(image), "Dockerfile").removeprefix("./")
+
+
+def default_paths(image: ImageBuildConfig) -> list[str]:
+    context = context_dir(image)
+    return ["**" if context == "." else f"{context}/**", dockerfile_path(image)]
 
 
 @functools.lru_cache(maxsize=512)

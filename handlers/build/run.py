@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from handlers.build.builder import BuildahBuilder, Builder, BuildSpec
 from handlers.build.cache import BuildIndex, context_key, reusable
-from handlers.build.changes import changed_images, dockerfile_path
+from handlers.build.changes import changed_images, context_dir, dockerfile_path
 from handlers.build.errors import BuildFailed, Superseded
 from handlers.build.mirror import Mirror
 from handlers.build.registry import ImageRef, client_for
@@ -132,7 +132,7 @@ class _Job:
         return ImageResult(image.name, "built", tags=built.tags, digest=built.digest, reason="built and pushed")
 
     def _spec(self, image: ImageBuildConfig, ref: ImageRef, tags: tuple[str, ...], tmp: Path) -> BuildSpec:
-        context = image.context.strip("/") or "."
+        context = context_dir(image)
         dockerfile = dockerfile_path(image)
         self.mirror.export(self.values.sha, tmp, [] if context == "." else [context, dockerfile])
         return BuildSpec(image=ref.name, tags=tags, context=tmp / context, dockerfile=tmp / dockerfile,
@@ -157,4 +157,4 @@ def public_url(url: str) -> str:
     parts = urlsplit(url)
     if not parts.scheme or "@" not in parts.netloc:
         return url
-    return urlunsplit(parts.replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))

@@ -1,0 +1,102 @@
+"""The cached mirror, ``{describe}`` and the content key, on the real HTTP git server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from handlers.build.cache import context_key
+from handlers.build.changes import changed_images
+from handlers.build.errors import CommitNotFound
+from handlers.build.mirror import Mirror
+from handlers.build.tags import describe
+from handlers.errors import UnsafeInput
+from service.config import ImageBuildConfig
+from tests.handlers.build.conftest import AppRepo, git
+
+
+def mirror(app: AppRepo) -> Mirror:
+    return Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url)
+
+
+def test_the_mirror_is_cloned_once_then_fetched(app: AppRepo) -> None:
+    first = mirror(app)
+    objects = first.path / "objects"
+    marker = os.stat(objects).st_ino
+    sha = app.commit({"frontend/x": "1"})
+    assert not first.has_commit(sha)
+    app.push("main")
+    first.ensure_commit(sha)
+    assert first.has_commit(sha)
+    assert os.stat(mirror(app).path / "objects").st_ino == marker
+
+
+def test_a_commit_missing_after_fetch_is_not_found(app: AppRepo) -> None:
+    with pytest.raises(CommitNotFound):
+        mirror(app).ensure_commit("1" * 40)
+
+
+def test_a_malformed_sha_is_refused_before_git_sees_it(app: AppRepo) -> None:
+    with pytest.raises(UnsafeInput):
+        mirror(app).ensure_commit("--upload-pack=evil")
+
+
+def test_export_writes_the_exact_tree_with_modes_and_ignores_export_attributes(app: AppRepo, tmp_path: Path) -> None:
+    (app.work / "backend").mkdir(exist_ok=True)
+    app.commit({".gitattributes": "backend/app.sh export-ignore\nbackend/v.txt export-subst\n",
+                "backend/v.txt": "$Format:%H$\n"})
+    git(app.work, "update-index", "--chmod=+x", "backend/app.sh")
+    git(app.work, "commit", "-qm", "exec")
+    sha = app.push("main").after
+    out = mirror(app).export(sha, tmp_path / "out", ["backend"])
+    assert sorted(p.name for p in out.iterdir()) == ["backend"]
+    assert (out / "backend" / "v.txt").read_text() == "$Format:%H$\n"
+    assert os.access(out / "backend" / "app.sh", os.X_OK)
+
+
+def test_describe_counts_first_parent_commits_since_the_release_tag(app: AppRepo) -> None:
+    m = mirror(app)
+    seed = app.pushed["refs/heads/main"]
+    assert describe(m, seed) == f"0.0.0-1-g{seed[:7]}"
+    app.push_tag("1.0.0")
+    for n in range(3):
+        app.commit({"frontend/x": str(n)})
+    head = app.push("main").after
+    m.fetch()
+    assert describe(m, seed) == "1.0.0"
+    assert describe(m, head) == f"1.0.0-3-g{head[:7]}"
+
+
+def test_key_depends_on_the_context_tree_not_the_commit(app: AppRepo) -> None:
+    m = mirror(app)
+    frontend = ImageBuildConfig(name="reg.example/f", context="frontend")
+    seed = app.pushed["refs/heads/main"]
+    docs = app.commit({"docs/README.md": "other\n"})
+    changed = app.commit({"frontend/index.html": "other\n"})
+    app.push("main")
+    m.fetch()
+    key = context_key(m, seed, frontend, "frontend/Dockerfile")
+    assert context_key(m, docs, frontend, "frontend/Dockerfile") == key
+    assert context_key(m, changed, frontend, "frontend/Dockerfile") != key
+    with_args = ImageBuildConfig(name="reg.example/f", context="frontend", build_args={"V": "1"})
+    assert context_key(m, seed, with_args, "frontend/Dockerfile") != key
+    with_target = ImageBuildConfig(name="reg.example/f", context="frontend", target="prod")
+    assert context_key(m, seed, with_target, "frontend/Dockerfile") != key
+
+
+def test_new_branch_force_push_and_tag_push_build_every_image(app: AppRepo) -> None:
+    images = app.config().images
+    m = mirror(app)
+    assert changed_images(m, images, app.event("refs/heads/x", "0" * 40, app.pushed["refs/heads/main"])).reason \
+        == "new branch x: every image builds"
+    old = app.pushed["refs/heads/main"]
+    git(app.work, "commit", "--amend", "-qm", "rewritten")
+    forced = app.push("main", force=True)
+    m.fetch()
+    unflagged = app.event(forced.ref, old, forced.after)
+    decision = changed_images(m, images, unflagged)
+    assert len(decision.images) == 2 and decision.reason.startswith("force push")
+    tag = app.event("refs/tags/1.0.0", "0" * 40, forced.after)
+    assert len(changed_images(m, images, tag).images) == 2
