@@ -59,11 +59,22 @@ class Applier:
     dry_run: bool = False
     known: set[tuple[str, str, str, str]] = field(default_factory=set)
     new_namespaces: set[str] = field(default_factory=set)
+    """Namespaces the render creates: in dry-run their objects cannot be checked by the server."""
+    new_kinds: dict[tuple[str, str], bool] = field(default_factory=dict)
+    """(group, kind) → namespaced, for CRDs in the render: unserved until applied (dry-run)."""
+
+    @classmethod
+    def for_render(cls, api: KubeApi, env: EnvironmentConfig, revision: str, objects: list[Obj], *,
+                   dry_run: bool, known: set[tuple[str, str, str, str]] | None = None) -> Applier:
+        namespaces = {str(o["metadata"]["name"]) for o in objects if o["kind"] == "Namespace"}
+        kinds = {(str(o["spec"]["group"]), str(o["spec"]["names"]["kind"])): o["spec"].get("scope") != "Cluster"
+                 for o in objects if o["kind"] == CRD_KIND and isinstance(o.get("spec"), dict)}
+        return cls(api, env, revision, dry_run=dry_run, known=known or set(), new_namespaces=namespaces,
+                   new_kinds=kinds)
 
     def prepare(self, obj: Obj) -> Desired:
-        resource = self._resource(obj)
         meta = dict(obj["metadata"])
-        if resource.namespaced:
+        if self._namespaced(obj):
             meta["namespace"] = meta.get("namespace") or self.env.namespace
         else:
             meta.pop("namespace", None)
@@ -72,7 +83,12 @@ class Applier:
 
     def sync(self, desired: Desired) -> Outcome:
         """Create, update, correct or leave one object (see module doc for the rules)."""
-        live = self.api.get(desired.ref)
+        try:
+            live = self.api.get(desired.ref)
+        except NotFound:
+            if self.dry_run and (desired.ref.group, desired.ref.kind) in self.new_kinds:
+                return Outcome(desired.ref, "created")  # its CRD is only created by this sync
+            raise
         if live is None:
             return self._create(desired)
         if not drift.same_manifest(live, desired.body):
@@ -117,6 +133,15 @@ class Applier:
         changed = (field_changes(live, result) if self.dry_run
                    else result["metadata"].get("resourceVersion") != live["metadata"].get("resourceVersion"))
         return "configured" if changed else "unchanged"
+
+    def _namespaced(self, obj: Obj) -> bool:
+        try:
+            return self._resource(obj).namespaced
+        except NotFound:
+            key = (ref_of(obj).group, str(obj["kind"]))
+            if self.dry_run and key in self.new_kinds:
+                return self.new_kinds[key]
+            raise
 
     def _resource(self, obj: Obj) -> Resource:
         deadline = time.monotonic() + DISCOVERY_TIMEOUT

@@ -39,8 +39,7 @@ def diff_environment(env: EnvironmentConfig, checkout: Path, revision: str = "",
     objects = ordered(render(env, checkout))
     api = KubeApi(api_client or kube_client(env.cluster))
     try:
-        applier = Applier(api, env, revision, dry_run=True,
-                          new_namespaces={o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"})
+        applier = Applier.for_render(api, env, revision, objects, dry_run=True)
         diffs = [_diff_one(applier, obj) for obj in objects]
         previous = read_inventory(api, env)
         current = [_ref(applier, o) for o in objects]
@@ -54,9 +53,11 @@ def diff_environment(env: EnvironmentConfig, checkout: Path, revision: str = "",
 def _diff_one(applier: Applier, obj: Obj) -> ObjectDiff:
     try:
         desired = applier.prepare(obj)
-    except NotFound:  # a kind whose CRD this very render installs
-        return ObjectDiff(str(ref_of(obj)), "create")
-    live = applier.api.get(desired.ref)
+        live = applier.api.get(desired.ref)
+    except NotFound:
+        if (ref_of(obj).group, str(obj["kind"])) not in applier.new_kinds:
+            raise
+        return ObjectDiff(str(ref_of(obj)), "create")  # its CRD is only created by this sync
     if live is None:
         return ObjectDiff(str(desired.ref), "create")
     try:

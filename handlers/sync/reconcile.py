@@ -76,9 +76,8 @@ def _sync(api: KubeApi, env: EnvironmentConfig, objects: list[dict[str, Any]], r
     if not objects and previous and previous.objects and env.prune and not env.allow_empty:
         raise EmptyRender(f"{env.name}: the render produced no objects; refusing to prune the "
                           f"{len(previous.objects)} objects of revision {previous.revision} (set allow_empty)")
-    applier = Applier(api, env, revision, dry_run=dry_run,
-                      known={r.key for r in previous.objects} if previous else set(),
-                      new_namespaces={o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"})
+    applier = Applier.for_render(api, env, revision, objects, dry_run=dry_run,
+                                 known={r.key for r in previous.objects} if previous else set())
     desired, outcomes = _apply_all(applier, objects)
     refs = [d.ref for d in desired]
     images = tuple(sorted({image for d in desired for image in images_of(d.body)}))

@@ -215,3 +215,56 @@ def test_objects_without_namespace_get_the_environment_namespace_and_crds_go_fir
     widget = client.CustomObjectsApi(api).get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1")
     assert widget["spec"] == {"size": 3}
     assert widget["metadata"]["labels"]["shipline.dev/target"] == namespace
+
+
+def test_dry_run_of_a_new_namespace_and_crd_with_its_objects_writes_nothing(
+    kube_cluster: KubeCluster, api: client.ApiClient, namespace: str, checkout: Path
+) -> None:
+    fresh = f"{namespace}-new"
+    group = f"{namespace}.example.com"
+    write(checkout, "deploy/all.yaml", f"""
+        apiVersion: v1
+        kind: Namespace
+        metadata: {{name: {fresh}}}
+        ---
+        apiVersion: apiextensions.k8s.io/v1
+        kind: CustomResourceDefinition
+        metadata: {{name: gadgets.{group}}}
+        spec:
+          group: {group}
+          scope: Namespaced
+          names: {{plural: gadgets, kind: Gadget}}
+          versions: [{{name: v1, served: true, storage: true,
+                      schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}}}]
+        ---
+        apiVersion: {group}/v1
+        kind: Gadget
+        metadata: {{name: g1, namespace: {fresh}}}
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {{name: c1, namespace: {fresh}}}
+        """)
+    env = make_env(kube_cluster, namespace)
+
+    result = sync_environment(env, checkout, "rev1", api_client=api, dry_run=True)
+
+    assert [r.kind for r in result.applied] == ["Namespace", "CustomResourceDefinition", "Gadget", "ConfigMap"]
+    assert fresh not in {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
+    crds = client.ApiextensionsV1Api(api).list_custom_resource_definition().items
+    assert f"gadgets.{group}" not in {c.metadata.name for c in crds}
+
+
+def test_render_with_its_own_namespace_applies_into_it(
+    kube_cluster: KubeCluster, api: client.ApiClient, namespace: str, checkout: Path
+) -> None:
+    fresh = f"{namespace}-own"
+    write(checkout, "deploy/ns.yaml", f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {fresh}}}\n")
+    app = deployment("web").replace("name: web\n", f"name: web\n  namespace: {fresh}\n", 1)
+    write(checkout, "deploy/app.yaml", app)
+    env = make_env(kube_cluster, namespace)
+
+    result = sync_environment(env, checkout, "rev1", api_client=api)
+
+    assert [str(r) for r in result.applied] == [f"Namespace/{fresh}", f"Deployment/{fresh}/web"]
+    assert result.health.status == "Healthy", result.health
