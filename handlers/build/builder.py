@@ -146,9 +146,9 @@ class BuildahBuilder:
         except ProcessTimedOut as exc:
             raise RegistryUnavailable(f"push of {ref} exceeded {PUSH_TIMEOUT_SECONDS:g}s") from exc
         if code != 0:
-            tail = _tail(log)
+            tail = log_tail(_tail(log), 4)
             error = PushDenied if _DENIED.search(tail) else RegistryUnavailable
-            raise error(f"push of {ref} failed (exit {code}):\n{tail[-1500:]}")
+            raise error(f"push of {ref} failed (exit {code}):\n{tail}")
         return digestfile.read_text().strip()
 
     def _forget_local(self, spec: BuildSpec, log: Path) -> None:

@@ -80,6 +80,15 @@ class RegistryClient:
     def close(self) -> None:
         self.http.close()
 
+    def ping(self) -> None:
+        """Fail fast (``RegistryUnavailable``) before a long build whose push could not land."""
+        try:
+            answer = self.http.get(f"{self.base}/v2/")
+        except httpx.TransportError as exc:
+            raise RegistryUnavailable(f"{self.base} unreachable: {exc}") from exc
+        if answer.status_code >= 500 or answer.status_code == 429:
+            raise RegistryUnavailable(f"{self.base} answered {answer.status_code} to GET /v2/")
+
     def manifest_exists(self, repository: str, reference: str) -> bool:
         answer = self._call("HEAD", repository, reference, headers={"Accept": ",".join(MANIFEST_TYPES)})
         return answer.status_code == 200

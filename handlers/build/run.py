@@ -109,6 +109,7 @@ class _Job:
         key = context_key(self.mirror, self.values.sha, image, dockerfile_path(image))
         client = client_for(ref, self.registries)
         try:
+            client.ping()
             record = reusable(BuildIndex(self.state_dir), client, ref.repository, image.name, key)
             if record is not None:
                 for tag in tags:

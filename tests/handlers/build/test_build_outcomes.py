@@ -1,0 +1,71 @@
+"""Outcomes around the happy path: what is not built, stale index entries, unreachable registries,
+and credentials that never reach a command line or a log."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from handlers.build.builder import BuildahBuilder, BuildSpec
+from handlers.build.cache import BuildIndex
+from handlers.build.report import BuildIncomplete
+from handlers.events import ZERO_SHA
+from service.config import RegistryConfig
+from service.secrets import SecretRef
+from tests.handlers.build.conftest import AppRepo
+
+
+def test_a_branch_outside_the_config_builds_nothing(app: AppRepo) -> None:
+    report = app.build(app.push("experiment"))
+    assert report.nothing_to_build_reason == "branch experiment is not built"
+    assert app.builder.calls == []
+
+
+def test_a_deleted_branch_builds_nothing(app: AppRepo) -> None:
+    report = app.build(app.event("refs/heads/main", app.pushed["refs/heads/main"], ZERO_SHA))
+    assert report.nothing_to_build_reason == "refs/heads/main was deleted"
+
+
+def test_an_index_entry_whose_manifest_is_gone_is_rebuilt(app: AppRepo) -> None:
+    event = app.event("refs/heads/main", ZERO_SHA, app.pushed["refs/heads/main"])
+    config = app.config([{"name": app.image("frontend"), "context": "frontend"}])
+    first = app.build(event, config).images[0]
+    index = BuildIndex(app.stack.state_dir)
+    [record_file] = list(index.root.glob(f"*{app.uid}*/*.json"))
+    record = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps({**record, "digest": "sha256:" + "0" * 64}))
+    again = app.build(event, config).images[0]
+    assert (first.status, again.status) == ("built", "built")
+    assert json.loads(record_file.read_text())["digest"] == again.digest
+    assert app.manifest("frontend", again.tags[0]).headers["Docker-Content-Digest"] == again.digest
+
+
+def test_an_unreachable_registry_is_transient_and_keeps_the_report(app: AppRepo) -> None:
+    event = app.event("refs/heads/main", ZERO_SHA, app.pushed["refs/heads/main"])
+    config = app.config([{"name": f"127.0.0.1:9/{app.uid}/frontend", "context": "frontend"}])
+    with pytest.raises(BuildIncomplete) as caught:
+        app.build(event, config)
+    [image] = caught.value.report.images
+    assert image.status == "failed" and image.retryable and "unreachable" in image.reason
+
+
+def test_credentials_go_to_a_private_authfile_never_to_argv(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret-value\n")
+    registry = RegistryConfig(host="reg.example", username="bot", password=SecretRef(file=secret))
+    builder = BuildahBuilder(state_dir=tmp_path, registries=[registry])
+    spec = BuildSpec(image="reg.example/app", tags=("1",), context=tmp_path, dockerfile=tmp_path / "Dockerfile",
+                     timeout_seconds=5, build_args={"A": "b"}, target="prod", labels={"k": "v"})
+    with builder._authfile() as authfile:
+        assert authfile is not None and authfile.stat().st_mode & 0o077 == 0
+        assert "s3cret-value" not in json.dumps(builder.bud_argv(spec, authfile))
+        auth = json.loads(authfile.read_text())["auths"]["reg.example"]["auth"]
+        assert base64.b64decode(auth) == b"bot:s3cret-value"
+        argv = builder.bud_argv(spec, authfile)
+    assert not authfile.exists()
+    assert argv[argv.index("--authfile") + 1] == str(authfile)
+    assert argv[argv.index("--build-arg"):argv.index("--build-arg") + 2] == ["--build-arg", "A=b"]
+    assert "--tls-verify=true" in argv and argv[argv.index("--target"):][:2] == ["--target", "prod"]
