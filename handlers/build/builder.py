@@ -86,7 +86,6 @@ class BuildahBuilder:
             if not should_continue():
                 raise Superseded("a newer push arrived before the push")
             digest = self._push_all(spec, authfile, log, should_continue)
-        self._forget_local(spec, log)
         return BuiltImage(spec.image, spec.tags, digest)
 
     def _base(self) -> list[str]:
@@ -150,11 +149,6 @@ class BuildahBuilder:
             error = PushDenied if _DENIED.search(tail) else RegistryUnavailable
             raise error(f"push of {ref} failed (exit {code}):\n{tail}")
         return digestfile.read_text().strip()
-
-    def _forget_local(self, spec: BuildSpec, log: Path) -> None:
-        """Drop the final image's names (the cached layers stay) so vfs storage does not grow per tag."""
-        refs = [f"{spec.image}:{tag}" for tag in spec.tags]
-        run_logged([*self._base(), "rmi", *refs], log=log, timeout=60, should_continue=lambda: True)
 
     @contextlib.contextmanager
     def _authfile(self) -> Iterator[Path | None]:

@@ -97,3 +97,12 @@ def test_report_is_json_safe(app: AppRepo) -> None:
     data = app.build(app.push("main")).to_dict()
     assert json.loads(json.dumps(data)) == data
     assert data["images"][0]["status"] == "built" and data["images"][0]["duration_seconds"] > 0
+
+
+def test_a_rebuild_reuses_the_layer_cache(app: AppRepo) -> None:
+    app.commit({"backend/app.sh": "#!/bin/sh\necho one\n"})
+    first = app.build(app.push("main")).images[0]
+    app.commit({"backend/app.sh": "#!/bin/sh\necho two\n"})
+    second = app.build(app.push("main")).images[0]
+    assert (first.status, second.status) == ("built", "built")
+    assert second.log is not None and "Using cache" in Path(second.log).read_text()
