@@ -56,6 +56,8 @@ class Mirror:
                 _clone(url, path)
                 return cls(path, url)
             mirror = cls(path, url)
+            if mirror.run("config", "--get", "remote.origin.url") != url:  # the config moved the repo
+                mirror.run("remote", "set-url", "origin", url)
             mirror._fetch_unlocked()
             return mirror
 
@@ -72,13 +74,16 @@ class Mirror:
     def has_commit(self, sha: str) -> bool:
         return self.try_run("cat-file", "-e", f"{validate_sha(sha)}^{{commit}}") is not None
 
-    def ensure_commit(self, sha: str) -> None:
-        """Fetch when ``sha`` is missing; ``CommitNotFound`` if it still is."""
-        if self.has_commit(sha):
-            return
-        self.fetch()
+    def ensure_commit(self, sha: str) -> str:
+        """Fetch when ``sha`` is missing (``CommitNotFound`` if it still is); return the commit id.
+
+        An annotated tag push may report the tag object's id: it is peeled to the commit it names.
+        """
         if not self.has_commit(sha):
-            raise CommitNotFound(f"commit {sha} is not in {self.url} (force-pushed away?)")
+            self.fetch()
+            if not self.has_commit(sha):
+                raise CommitNotFound(f"commit {sha} is not in {self.url} (force-pushed away?)")
+        return validate_sha(self.run("rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}"), field="peeled")
 
     def run(self, *args: str) -> str:
         """``git <args>`` in the mirror (an argument list, never a shell); stdout without the newline.

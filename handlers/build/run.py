@@ -53,11 +53,12 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     if skip:
         return replace(report, nothing_to_build_reason=skip)
     mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url)
-    mirror.ensure_commit(sha)
+    sha = mirror.ensure_commit(sha)
+    report = replace(report, sha=sha)
     decision = changed_images(mirror, repo.images, event)
     if not decision.images:
         return replace(report, nothing_to_build_reason=decision.reason)
-    job = _Job(repo, event, mirror, values_for(mirror, event), registries, state_dir, settings,
+    job = _Job(repo, event, mirror, values_for(mirror, event, sha), registries, state_dir, settings,
                builder or BuildahBuilder(state_dir=state_dir, registries=registries,
                                          storage_driver=settings.storage_driver), should_continue)
     chosen = [i for i in repo.images if i.name in decision.images]

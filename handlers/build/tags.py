@@ -63,8 +63,9 @@ def describe(mirror: Mirror, sha: str) -> str:
     return tag if distance == "0" else f"{tag}-{int(distance)}-g{sha[:SHORT]}"
 
 
-def values_for(mirror: Mirror, event: GitPushed) -> TagValues:
-    return TagValues(sha=validate_sha(event.after, field="after"), describe=describe(mirror, event.after),
+def values_for(mirror: Mirror, event: GitPushed, commit: str) -> TagValues:
+    """Placeholder values for ``event``; ``commit`` is ``event.after`` peeled to a commit."""
+    return TagValues(sha=validate_sha(commit), describe=describe(mirror, commit),
                      branch=event.short_ref if event.is_branch else None,
                      tag=event.short_ref if event.is_tag else None)
 

@@ -81,10 +81,11 @@ class AppRepo:
         self.pushed[ref] = after
         return self.event(ref, before, after, forced=force)
 
-    def push_tag(self, name: str) -> GitPushed:
-        git(self.work, "tag", name)
+    def push_tag(self, name: str, *, annotated: bool = False) -> GitPushed:
+        """Tag HEAD and push it; an annotated tag's event carries the tag object's id, like forges send."""
+        git(self.work, "tag", *(["-a", "-m", f"release {name}"] if annotated else []), name)
         git(self.work, "push", "-q", "origin", f"refs/tags/{name}")
-        return self.event(f"refs/tags/{name}", ZERO_SHA, git(self.work, "rev-parse", "HEAD"))
+        return self.event(f"refs/tags/{name}", ZERO_SHA, git(self.work, "rev-parse", name))
 
     def event(self, ref: str, before: str, after: str, *, forced: bool = False) -> GitPushed:
         return GitPushed(repo=f"test/{self.uid}", ref=ref, before=before, after=after, changed_paths=(),

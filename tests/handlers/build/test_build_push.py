@@ -86,10 +86,16 @@ def test_should_continue_false_mid_build_marks_superseded_and_pushes_nothing(app
 
 def test_release_tag_push_tags_the_image_with_the_release(app: AppRepo) -> None:
     config = app.config([{"name": app.image("backend"), "context": "backend"}])
-    report = app.build(app.push_tag("1.2.3"), config)
+    event = app.push_tag("1.2.3", annotated=True)
+    report = app.build(event, config)
     [image] = report.images
-    assert image.status in ("built", "retagged") and image.tags == ("1.2.3",)
-    assert app.manifest("backend", "1.2.3").headers["Docker-Content-Digest"] == image.digest
+    assert image.status == "built" and image.tags == ("1.2.3",)
+    commit = app.pushed["refs/heads/main"]
+    assert event.after != commit and report.sha == commit
+    manifest = app.manifest("backend", "1.2.3")
+    assert manifest.headers["Docker-Content-Digest"] == image.digest
+    labels = app.config_blob("backend", manifest.json())["config"]["Labels"]
+    assert labels["org.opencontainers.image.revision"] == commit
 
 
 def test_report_is_json_safe(app: AppRepo) -> None:
