@@ -91,15 +91,17 @@ def push_target(env: EnvironmentConfig, updates: Sequence[ImageUpdate]) -> str:
 def _attempt(env: EnvironmentConfig, repo: ManifestsRepo, updates: Sequence[ImageUpdate],
              event_ids: Sequence[str], target: str) -> BumpResult:
     branch = repo.sync(prefer=target)
-    pending = [e for e in event_ids if e not in repo.event_ids(HISTORY)] if event_ids else []
+    done = repo.event_ids(HISTORY, environment=env.name) if event_ids else set()
+    pending = [e for e in event_ids if e not in done]
     if event_ids and not pending:
         return BumpResult(None, (), (f"events already applied on {branch}: {', '.join(event_ids)}",), branch)
-    root = checkout_root(repo, env)
+    checkout_root(repo, env)
+    root = repo.workdir.resolve()
     targets, skipped = plan(env, updates, root)
     changes = apply(root, targets)
     if not changes:
         return BumpResult(None, (), tuple(skipped), target)
-    paths = sorted({_repo_path(env, c.file) for c in changes})
+    paths = sorted({validate_relpath(c.file, field="path") for c in changes})
     sha = repo.commit(commit_message(env, changes, updates, pending), parse_author(env.commit_author), paths)
     repo.push(target)
     return BumpResult(sha, tuple(changes), tuple(skipped), target)
@@ -112,15 +114,19 @@ def checkout_root(repo: ManifestsRepo, env: EnvironmentConfig) -> Path:
     return root
 
 
-def _repo_path(env: EnvironmentConfig, rel: str) -> str:
+def editable(env: EnvironmentConfig) -> Callable[[str], bool]:
+    """The files a bump of ``env`` may touch: its manifests path and its render vars files."""
     base = env.git.path.strip("/")
-    return validate_relpath(rel if base in ("", ".") else f"{base}/{rel}", field="path")
+    prefix = "" if base in ("", ".") else base + "/"
+    vars_files = {v.strip("/") for v in env.render.vars}
+    return lambda rel: rel.startswith(prefix) or rel in vars_files
 
 
 def plan(env: EnvironmentConfig, updates: Sequence[ImageUpdate], root: Path) -> tuple[list[Target], list[str]]:
     """Targets to apply after each image's policy has judged the tags found in the files."""
     configured, skipped = _configured(env, updates)
-    found = scan(root, [u for u, _ in configured], env.markers, known_images=[i.image for i in env.images])
+    found = scan(root, [u for u, _ in configured], env.markers, known_images=[i.image for i in env.images],
+                 include=editable(env))
     skipped += found.warnings
     keep: list[Target] = []
     for update, image_config in configured:

@@ -23,6 +23,7 @@ GIT_TIMEOUT = 120
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
 LOCAL_BRANCH = "shipline-work"
 TRAILER_EVENT = "Shipline-Event"
+TRAILER_ENVIRONMENT = "Shipline-Environment"
 _REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "cannot lock ref", "failed to update ref",
              "[remote rejected]", "stale info")
 _AUTHOR_RE = re.compile(r"^\s*(?P<name>[^<>\n]+?)\s*<(?P<email>[^<>\s]+)>\s*$")
@@ -90,10 +91,19 @@ class ManifestsRepo:
     def has_remote_branch(self, branch: str) -> bool:
         return any(ref.path == f"refs/remotes/origin/{branch}" for ref in self.repo.references)
 
-    def event_ids(self, limit: int) -> set[str]:
-        """``Shipline-Event`` trailer values of the last ``limit`` commits of HEAD."""
-        out = self._git("log", f"-n{limit}", f"--format=%(trailers:key={TRAILER_EVENT},valueonly)")
-        return {line.strip() for line in out.splitlines() if line.strip()}
+    def event_ids(self, limit: int, environment: str | None = None) -> set[str]:
+        """``Shipline-Event`` trailer values of the last ``limit`` commits of HEAD; with
+        ``environment``, only of commits for that environment (one event bumps several)."""
+        fmt = (f"%(trailers:key={TRAILER_ENVIRONMENT},valueonly,separator=%x1f)%x1e"
+               f"%(trailers:key={TRAILER_EVENT},valueonly,separator=%x1f)%x1d")
+        out = self._git("log", f"-n{limit}", f"--format={fmt}")
+        ids: set[str] = set()
+        for commit in out.split("\x1d"):
+            envs, _, events = commit.strip().partition("\x1e")
+            if environment is not None and environment not in {e.strip() for e in envs.split("\x1f")}:
+                continue
+            ids |= {e.strip() for e in events.split("\x1f") if e.strip()}
+        return ids
 
     def commit(self, message: str, author: Actor, paths: Sequence[str]) -> str:
         """Stage ``paths`` (repo-relative) and commit as ``author`` (also the committer)."""

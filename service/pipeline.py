@@ -157,7 +157,8 @@ class Pipeline:
                             event=event_to_dict(event), correlation_id=parent.correlation_id or parent.id,
                             event_type="image built")
         holder = self.store.claim([f"sem:{event.semantic_key}"], child.id)
-        if holder is not None:
+        if holder is not None:  # the registry's own notification came first: same image, one bump
+            self.store.link(holder, child.correlation_id)
             return
         self.store.save(child)
         self.enqueue(QUEUE_EVENTS, "process_event", child.id)
@@ -189,6 +190,7 @@ class Pipeline:
         return {"commits": commits}
 
     def _after_bump(self, env: EnvironmentConfig, records: list[EventRecord], result: Any) -> None:
+        records = [self.store.get(r.id) or r for r in records]  # correlation may have been linked meanwhile
         changes = [f"{c.file}: {c.old} → {c.new}" for c in result.changes]
         detail = f"{env.name}: commit {result.commit[:10]} " if result.commit else f"{env.name}: no change "
         detail += "; ".join(changes or [str(s) for s in getattr(result, "skipped", [])])

@@ -114,6 +114,19 @@ class EventStore:
         return EventRecord(**data, status=raw.get("status", ""), outcome=raw.get("outcome", ""),
                            steps=steps)
 
+    def link(self, event_id: str, correlation_id: str) -> None:
+        """Tie ``event_id`` into another release's timeline (e.g. the registry's notification of
+        an image Shipline itself built); its steps then also land on ``correlation_id``."""
+        key = PREFIX + "event:" + event_id
+        raw = self.r.hget(key, "data")
+        if raw is None:
+            return
+        data = json.loads(raw)
+        data["correlation_id"] = correlation_id
+        self.r.hset(key, "data", json.dumps(data))
+        for step in self.r.lrange(key + ":steps", 0, -1):
+            self.r.rpush(PREFIX + "event:" + correlation_id + ":steps", step)
+
     def set_status(self, event_id: str, status: str, outcome: str | None = None) -> None:
         mapping: dict[str, Any] = {"status": status, "updated": time.time()}
         if outcome is not None:

@@ -8,7 +8,8 @@ Retry policy (what the caller does with each outcome):
 - ``TransientError`` — retry with backoff, at most ``BuildSettings.max_retries`` times:
   * ``GitUnavailable``: cloning/fetching the mirror failed (network, host 5xx, auth hiccup);
   * ``RegistryUnavailable``: the registry could not be reached or answered 5xx/429 while pinging
-    (``GET /v2/`` before any build, so a doomed build never starts), checking, re-tagging or pushing (``buildah push`` failing without an auth error, or exceeding
+    (``GET /v2/`` before any build, so a doomed build never starts), checking, re-tagging or
+    pushing (``buildah push`` failing without an auth error, or exceeding
     ``PUSH_TIMEOUT_SECONDS``);
   * ``BuildIncomplete``: raised by ``build_push`` *after* every image ran when at least one image
     failed transiently; it carries the full ``report``. Retrying is cheap: images already pushed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ruamel.yaml.nodes import Node, ScalarNode
@@ -19,13 +19,18 @@ Found = tuple[ScalarNode, Rewrite, str]
 
 
 def scan(root: Path, updates: Sequence[ImageUpdate], markers: Sequence[str], *,
-         known_images: Sequence[str] = ()) -> Scan:
-    """Every field under ``root`` that one of ``updates`` would rewrite (no-ops included)."""
+         known_images: Sequence[str] = (), include: Callable[[str], bool] | None = None) -> Scan:
+    """Every field under ``root`` that one of ``updates`` would rewrite (no-ops included).
+
+    ``include`` (given the root-relative POSIX path) narrows which files are read at all.
+    """
     root = root.resolve()
     targets: list[Target] = []
     warnings: list[str] = []
     seed = seed_regex(markers)
     for path in yaml_files(root):
+        if include is not None and not include(path.relative_to(root).as_posix()):
+            continue
         source = read_source(root, path)
         if isinstance(source, str):
             warnings.append(source)

@@ -94,6 +94,7 @@ def deploy_files(stack: Stack) -> dict[str, str]:
         "config/staging.yaml": _vars(stack, "staging", "STAGING_IMAGE_TAG", 1),
         "config/production.yaml": _vars(stack, "production", "PRODUCTION_IMAGE_TAG", 2),
     }
+    files["templates/namespace.yaml"] = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop-{{ environment }}\n"
     for name in SERVICES:
         files[f"templates/{name}.yaml"] = TEMPLATE.format(name=name)
     return files

@@ -13,7 +13,7 @@ from handlers.bump import BumpResult, backoff, bump, commit_message, push_target
 from handlers.errors import PermanentError, TransientError
 from handlers.gitops import ManifestsRepo, PushRejected, parse_author
 from handlers.manifests import Change, ImageUpdate
-from service.config import EnvImageConfig, EnvironmentConfig, GitLocation, PolicyConfig
+from service.config import EnvImageConfig, EnvironmentConfig, GitLocation, PolicyConfig, RenderConfig
 
 N = 10
 IMAGES = [f"registry.local/shop/img{i}" for i in range(N)]
@@ -202,3 +202,34 @@ def test_author_must_be_name_and_email() -> None:
     assert parse_author("Ship <s@x.test>").email == "s@x.test"
     with pytest.raises(PermanentError):
         parse_author("no email")
+
+
+def test_one_event_bumps_each_environment_of_a_shared_branch(remote: Path, tmp_path: Path) -> None:
+    seed = tmp_path / "seed"
+    (seed / "config" / "production.yaml").write_text(STAGING.replace("STAGING", "PRODUCTION"))
+    git(seed, "add", "config")
+    git(seed, "commit", "-q", "-m", "production vars")
+    git(seed, "push", "-q", str(remote), "main")
+    production = environment(remote).model_copy(update={"name": "production", "markers": ["PRODUCTION_IMAGE_TAG"]})
+    first = bump(environment(remote), up(3), ["evt-1"], tmp_path / "state")
+    second = bump(production, up(3), ["evt-1"], tmp_path / "state")
+    again = bump(production, up(3), ["evt-1"], tmp_path / "state")
+    assert first.commit and second.commit and again.commit is None
+    assert "version: 1.1.0 # PRODUCTION_IMAGE_TAG" in git(remote, "show", "main:config/production.yaml")
+
+
+def test_bump_edits_the_vars_files_but_nothing_outside_its_path(remote: Path, tmp_path: Path) -> None:
+    seed = tmp_path / "seed"
+    (seed / "templates").mkdir()
+    (seed / "templates" / "app.yaml").write_text("kind: ConfigMap\n")
+    (seed / "other").mkdir()
+    (seed / "other" / "copy.yaml").write_text(STAGING)
+    git(seed, "add", ".")
+    git(seed, "commit", "-q", "-m", "layout")
+    git(seed, "push", "-q", str(remote), "main")
+    env = environment(remote).model_copy(update={
+        "git": GitLocation(url=str(remote), path="templates"),
+        "render": RenderConfig(mode="jinja2", vars=["config/staging.yaml"])})
+    result = bump(env, up(3), ["evt-9"], tmp_path / "state")
+    assert [c.file for c in result.changes] == ["config/staging.yaml"]
+    assert git(remote, "show", "main:other/copy.yaml") == STAGING
