@@ -63,7 +63,8 @@ def test_push_builds_bumps_and_rolls_out_staging(running, tmp_path: Path) -> Non
     git(work, "commit", "-qam", "frontend: v2")
     git(work, "push", "-q", "origin", "HEAD:main")
     short = git(work, "rev-parse", "--short=7", "HEAD").strip()
-    want = f"{stack.registry.host}/shop/frontend:0.0.0-1-g{short}"
+    count = git(work, "rev-list", "--first-parent", "--count", "HEAD").strip()
+    want = f"{stack.registry.host}/shop/frontend:0.0.0-{count}-g{short}"
     wait_until(lambda: deployed_image(apps, "shop-staging", "frontend") == want, timeout=180,
                what=f"staging frontend rolled out as {want}",
                log=stack.service_daemons()[1].log_file)
@@ -73,7 +74,43 @@ def test_push_builds_bumps_and_rolls_out_staging(running, tmp_path: Path) -> Non
     assert deployed_image(apps, "shop-production", "frontend") in (None, f"{stack.registry.host}/shop/frontend:0.0.0")
     bumps = [s for s in deploy_log(stack, tmp_path) if "bump" in s]
     assert len(bumps) == 1, bumps
-    status = running["http"].get("/api/targets").json()["targets"]
-    staging = next(t for t in status if t["name"] == "staging")
-    assert staging["health"] == "Healthy"
-    assert want in staging["images"]
+
+    def staging() -> dict:
+        return next(t for t in running["http"].get("/api/targets").json()["targets"] if t["name"] == "staging")
+
+    wait_until(lambda: want in staging().get("images", []) and staging()["health"] == "Healthy", timeout=60,
+               what="staging status Healthy with the new image")
+    timeline = running["http"].get("/api/events", params={"source": "gitea"}).json()["events"]
+    push = next(e for e in timeline if e["event"].get("repo") == "local/shop")
+    stages = [s["stage"] for s in push["steps"]]
+    assert stages[:3] == ["delivery", "route", "build"], stages
+    assert "bump" in stages and "sync" in stages, stages
+
+
+def test_release_tag_builds_everything_and_promotes_production_only(running, tmp_path: Path) -> None:
+    stack, work, apps = running["stack"], running["work"], running["apps"]
+    git(work, "tag", "1.0.0")
+    git(work, "push", "-q", "origin", "1.0.0")
+    for name in ("frontend", "backend"):
+        want = f"{stack.registry.host}/shop/{name}:1.0.0"
+        wait_until(lambda want=want, name=name: deployed_image(apps, "shop-production", name) == want,
+                   timeout=180, what=f"production {name} at 1.0.0", log=stack.service_daemons()[1].log_file)
+    log = deploy_log(stack, tmp_path)
+    assert sum("production" in s for s in log if "bump" in s) <= 2  # one commit, or two if split by timing
+
+
+def test_replaying_a_push_builds_and_commits_nothing_new(running, tmp_path: Path) -> None:
+    http, stack = running["http"], running["stack"]
+    before = deploy_log(stack, tmp_path)
+    push = next(e for e in http.get("/api/events", params={"source": "gitea"}).json()["events"]
+                if e["event"].get("repo") == "local/shop" and e["event"]["ref"] == "refs/heads/main")
+    replay = http.post(f"/api/events/{push['id']}/replay").json()["event_id"]
+    wait_until(lambda: http.get(f"/api/events/{replay}").json()["status"] in ("done", "failed"), timeout=120,
+               what="replayed push processed")
+    record = http.get(f"/api/events/{replay}").json()
+    assert record["status"] == "done", record
+    assert "retagged" in record["outcome"] or "built" not in record["outcome"], record["outcome"]
+    import time
+
+    time.sleep(3)
+    assert deploy_log(stack, tmp_path) == before
