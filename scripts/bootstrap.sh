@@ -25,8 +25,8 @@ fi
 if [ ! -x .venv/bin/python ] || [ constraints.txt -nt .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo ">> python venv (.venv) from constraints.txt" >&2
   python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -c constraints.txt -e '.[test]'
+  { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -c constraints.txt -e '.[test]'; } \
+    >.venv/install.log 2>&1 || { cat .venv/install.log >&2; exit 1; }
   touch .venv/.installed
 fi
 

@@ -25,8 +25,14 @@ StateOpt = Annotated[Path | None, typer.Option("--state-dir", help="dev stack st
 
 
 def _config(path: Path | None) -> Any:
-    from service.config import load_config
+    """``--config``, else $SHIPLINE_CONFIG, else ./shipline.yaml, else the running dev stack's."""
+    from service.config import CONFIG_ENV, DEFAULT_CONFIG, load_config
+    from service.devstack.stack import DEFAULT_STATE_DIR
 
+    if path is None and not os.environ.get(CONFIG_ENV) and not DEFAULT_CONFIG.exists():
+        dev = Path(os.environ.get("SHIPLINE_STATE_DIR", DEFAULT_STATE_DIR)) / "shipline.yaml"
+        if dev.exists():
+            path = dev
     return load_config(path)
 
 
