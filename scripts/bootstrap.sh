@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pair in redis-server:redis-server docker-registry:docker-registry buildah:buildah \
-            git:git busybox:busybox-static kubectl:kubectl go:golang; do
+            git:git busybox:busybox-static kubectl:kubectl go:golang \
+            chromium:chromium; do
   bin=${pair%%:*}; pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done
