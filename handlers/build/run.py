@@ -55,6 +55,8 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url)
     sha = mirror.ensure_commit(sha)
     report = replace(report, sha=sha)
+    if made_by_shipline(mirror, sha):
+        return replace(report, nothing_to_build_reason=f"{sha[:7]} is Shipline's own commit (Shipline-Bot trailer)")
     decision = changed_images(mirror, repo.images, event)
     if not decision.images:
         return replace(report, nothing_to_build_reason=decision.reason)
@@ -68,6 +70,12 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     if any(r.retryable for r in results):
         raise BuildIncomplete(report)
     return report
+
+
+def made_by_shipline(mirror: Mirror, sha: str) -> bool:
+    """Shipline's bump commits never trigger builds (they would loop when manifests share the app repo)."""
+    trailer = mirror.run("log", "-1", "--format=%(trailers:key=Shipline-Bot,valueonly)", sha)
+    return trailer.strip().lower() == "true"
 
 
 @dataclass(frozen=True)

@@ -112,3 +112,12 @@ def test_a_rebuild_reuses_the_layer_cache(app: AppRepo) -> None:
     second = app.build(app.push("main")).images[0]
     assert (first.status, second.status) == ("built", "built")
     assert second.log is not None and "Using cache" in Path(second.log).read_text()
+
+
+def test_shiplines_own_commit_never_builds(app: AppRepo) -> None:
+    app.commit({"frontend/index.html": "<h1>bumped</h1>\n"},
+               message="chore(staging): bump shop/frontend\n\nShipline-Event: e1\nShipline-Bot: true")
+    report = app.build(app.push("main"))
+    assert report.images == ()
+    assert "Shipline's own commit" in (report.nothing_to_build_reason or "")
+    assert app.builder.calls == []
