@@ -1,0 +1,81 @@
+"""The pipeline's coordination on real Redis, git and registry: a newer push supersedes a
+running build of the same branch, and only the newer one is built to completion."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from handlers.events import GitPushed, event_to_dict
+from service.config import parse_config
+from service.pipeline import Pipeline
+from service.store import EventRecord, EventStore, new_event_id
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+
+
+def git(work: Path, *args: str) -> str:
+    return subprocess.run([*GIT, "-C", str(work), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def record(store: EventStore, url: str, before: str, after: str) -> str:
+    event = GitPushed(repo="local/super", ref="refs/heads/main", before=before, after=after, changed_paths=(),
+                      pusher="t", delivery_id="", source="gitea", clone_url=url)
+    rec = EventRecord(id=new_event_id(), source="gitea", receiver="default", kind=event.kind,
+                      event=event_to_dict(event))
+    store.save(rec)
+    return rec.id
+
+
+def test_newer_push_supersedes_the_running_build(stack, redis_client, tmp_path: Path) -> None:
+    url = stack.git.create_repo("super")
+    work = tmp_path / "w"
+    subprocess.run(["git", "clone", "-q", url, str(work)], check=True, capture_output=True)
+    (work / "app").mkdir()
+    (work / "app" / "Dockerfile").write_text(f"FROM {stack.base_image}\nCOPY v /v\nRUN sleep 4\n")
+    (work / "app" / "v").write_text("1\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "one")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    first = git(work, "rev-parse", "HEAD")
+    image = f"{stack.registry.host}/super/app"
+    config = parse_config({
+        "state_dir": str(stack.state_dir / "shipline"), "redis": {"url": stack.redis.url},
+        "registries": [{"host": stack.registry.host, "insecure": True}],
+        "repos": [{"name": "super", "url": url, "images": [{"name": image, "context": "app",
+                                                            "tags": ["{short_sha}"]}]}],
+    })
+    store = EventStore(redis_client)
+    queued: list[tuple[str, ...]] = []
+    pipeline = Pipeline(config, store, lambda *msg: queued.append(msg))
+
+    older = record(store, url, "0" * 40, first)
+    pipeline.process_event(older)
+    outcome: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: outcome.update(pipeline.build(older, "super")))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not any(s["stage"] == "build" and s["status"] == "running" for s in store.get(older).steps):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1.5)  # buildah is inside `RUN sleep 4` now
+
+    (work / "app" / "v").write_text("2\n")
+    git(work, "commit", "-qam", "two")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    second = git(work, "rev-parse", "HEAD")
+    newer = record(store, url, first, second)
+    pipeline.process_event(newer)
+    runner.join(timeout=60)
+
+    assert store.get(older).status == "superseded", store.get(older).outcome
+    assert [i["status"] for i in outcome["images"]] == ["superseded"]
+    pipeline.build(newer, "super")
+    assert store.get(newer).status == "done", store.get(newer).outcome
+    tags = httpx.get(f"{stack.registry.url}/v2/super/app/tags/list").json()["tags"]
+    assert tags == [second[:7]]
+    assert [m for m in queued if m[1] == "process_event"]  # the built image goes on to the bump
