@@ -225,10 +225,9 @@ class Pipeline:
         for event_id in event_ids:
             self.store.add_step(event_id, "sync", result["health"], result.get("summary", ""),
                                 environment=env.name, revision=result.get("revision", ""))
-            if event_id.startswith(tuple("0123456789abcdef")) and self.store.get(event_id):
-                record = self.store.get(event_id)
-                if record and record.kind == "git_pushed" and record.status == "running":
-                    self._finish(event_id, "done", result.get("summary", ""))
+            record = self.store.get(event_id)
+            if record is not None and record.kind == "git_pushed" and record.status == "running":
+                self._finish(event_id, "done", result.get("summary", ""))  # a manifests push: sync was its job
         return result
 
     def _sync_now(self, env: EnvironmentConfig) -> dict[str, Any]:
