@@ -3,6 +3,11 @@
 # Debian packages (only those missing), the Python venv from pinned constraints, and the
 # Kubernetes binaries (built from their Go modules once, cached outside the repo).
 set -euo pipefail
+# Go may be installed outside PATH (the official tarball's location).
+for d in /usr/local/go/bin "$HOME/go/bin"; do
+  if [ -x "$d/go" ]; then case ":$PATH:" in *":$d:"*) ;; *) PATH="$PATH:$d" ;; esac; fi
+done
+export PATH
 cd "$(dirname "$0")/.."
 
 need=()
@@ -16,6 +21,8 @@ if command -v busybox >/dev/null && ! busybox --list 2>/dev/null | grep -qx sh; 
 if [ -n "${SHIPLINE_EXTRA_PACKAGES:-}" ]; then
   for pkg in $SHIPLINE_EXTRA_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 fi
+command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build the Kubernetes binaries (or set KUBEBUILDER_ASSETS)" >&2; exit 1; }
+command -v kubectl >/dev/null || { echo "error: kubectl (with kustomize) is needed on PATH for kustomize renders" >&2; exit 1; }
 if [ ${#need[@]} -gt 0 ]; then
   echo ">> apt-get install ${need[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

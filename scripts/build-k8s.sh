@@ -6,6 +6,11 @@
 # keyed by the Kubernetes version and a hash of those files, so a change of pins rebuilds.
 # Prints the cache directory (the KUBEBUILDER_ASSETS-style bin dir) on its last line.
 set -euo pipefail
+# Go may be installed outside PATH (the official tarball's location).
+for d in /usr/local/go/bin "$HOME/go/bin"; do
+  if [ -x "$d/go" ]; then case ":$PATH:" in *":$d:"*) ;; *) PATH="$PATH:$d" ;; esac; fi
+done
+export PATH
 
 K8S_VERSION=v1.36.3
 here="$(cd "$(dirname "$0")" && pwd)"
