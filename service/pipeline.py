@@ -22,6 +22,7 @@ from typing import Any
 
 from handlers.events import GitPushed, ImagePushed, event_from_dict, event_to_dict
 from handlers.routing import build_reason, envs_for_git, envs_for_image, repo_for
+from service import notify
 from service.broker import QUEUE_BUILD, QUEUE_BUMP, QUEUE_EVENTS, QUEUE_SYNC
 from service.config import Config, EnvironmentConfig
 from service.store import EventRecord, EventStore, new_event_id
@@ -110,12 +111,14 @@ class Pipeline:
                 self._finish(event_id, "superseded", "a newer push to this ref arrived before the build started")
                 return {"status": "superseded"}
             self.store.add_step(event_id, "build", "running", f"{repo.name} {event.short_ref}@{event.after[:7]}")
+            notify.build_started(self.config, repo, event, event_id)
             started = time.monotonic()
             report = build_push(repo, event, settings=self.config.build, registries=self.config.registries,
                                 state_dir=self.state_dir, should_continue=still_newest)
         result = report.to_dict()
         _observe("build", started, result)
         self._after_build(record, result)
+        notify.build_finished(self.config, repo, event, event_id, result)
         return result
 
     def _after_build(self, record: EventRecord, result: dict[str, Any]) -> None:
@@ -218,7 +221,10 @@ class Pipeline:
                 return {"coalesced": True}
             upto = int(self.r.get(f"shipline:sync:req:{env.name}") or request)
             event_ids = list(self.r.smembers(f"shipline:sync:events:{env.name}"))
-            result = self._sync_now(env)
+            try:
+                result = self._sync_now(env)
+            finally:  # the stored result, success or SyncFailed: lead time and notifications
+                self._synced(env, event_ids)
             self.r.set(f"shipline:sync:done:{env.name}", upto)
             if event_ids:
                 self.r.srem(f"shipline:sync:events:{env.name}", *event_ids)
@@ -228,7 +234,34 @@ class Pipeline:
             record = self.store.get(event_id)
             if record is not None and record.kind == "git_pushed" and record.status == "running":
                 self._finish(event_id, "done", result.get("summary", ""))  # a manifests push: sync was its job
+        if result.get("health") == "Healthy":
+            self.promote_followers(env, result)
         return result
+
+    def promote_followers(self, env: EnvironmentConfig, result: dict[str, Any]) -> list[str]:
+        """Environments that follow ``env`` get its images once it is synced and Healthy."""
+        from handlers.routing import normalize_image
+
+        created = []
+        for follower in (e for e in self.config.environments if e.follows == env.name):
+            wanted = {normalize_image(i.image) for i in follower.images}
+            for ref in result.get("images", []):
+                image, _, tag = str(ref).split("@")[0].rpartition(":")
+                if not tag or "/" not in image or normalize_image(image) not in wanted:
+                    continue
+                registry, _, repository = image.partition("/")
+                event = ImagePushed(registry=registry, repository=repository, tag=tag, digest="",
+                                    delivery_id=f"follow:{env.name}", source="shipline")
+                record = EventRecord(id=new_event_id(), source="shipline", receiver="follow", kind=event.kind,
+                                     event=event_to_dict(event), event_type=f"promote:{follower.name}")
+                record.correlation_id = record.id
+                if self.store.claim([f"follow:{follower.name}:{event.image}:{tag}"], record.id) is not None:
+                    continue  # already promoted this tag
+                self.store.save(record)
+                self.enqueue(QUEUE_EVENTS, "process_event", record.id)
+                self.store.set_status(record.id, "enqueued")
+                created.append(record.id)
+        return created
 
     def _sync_now(self, env: EnvironmentConfig) -> dict[str, Any]:
         from service.syncrun import sync_target
@@ -245,6 +278,16 @@ class Pipeline:
         _observe("sync", started, {"status": result["health"]})
         targets.put(env.name, result)
         return result
+
+    def _synced(self, env: EnvironmentConfig, event_ids: list[str]) -> None:
+        from service.metrics import observe_lead_time
+
+        status = TargetStatusStore(self.r).get(env.name)
+        records = [r for r in (self.store.get(i) for i in event_ids) if r is not None]
+        correlation_ids = sorted({r.correlation_id or r.id for r in records})
+        if status.get("health") == "Healthy":
+            observe_lead_time(self.store, env.name, correlation_ids)
+        notify.synced(self.config, self.r, env, status, sorted(event_ids), correlation_ids)
 
     # -- helpers -----------------------------------------------------------------------
     def _record(self, event_id: str) -> EventRecord:

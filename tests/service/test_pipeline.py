@@ -79,3 +79,23 @@ def test_newer_push_supersedes_the_running_build(stack, redis_client, tmp_path: 
     tags = httpx.get(f"{stack.registry.url}/v2/super/app/tags/list").json()["tags"]
     assert tags == [second[:7]]
     assert [m for m in queued if m[1] == "process_event"]  # the built image goes on to the bump
+
+
+def test_a_following_environment_gets_the_images_once_its_leader_is_healthy(stack, redis_client, tmp_path) -> None:
+    image = f"{stack.registry.host}/shop/web"
+    env = {"git": {"url": "http://127.0.0.1:1/m.git"}, "images": [{"image": image}]}
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url}, "environments": [
+        {"name": "staging", **env}, {"name": "production", "trigger": "follow", "follows": "staging", **env},
+        {"name": "qa", **env}]})
+    store = EventStore(redis_client)
+    queued: list[tuple[str, ...]] = []
+    pipeline = Pipeline(config, store, lambda *msg: queued.append(msg))
+    result = {"health": "Healthy", "images": [f"{image}:1.4.0", "other.example/x:9"]}
+    created = pipeline.promote_followers(config.environment("staging"), result)
+    assert len(created) == 1
+    record = store.get(created[0])
+    assert record.event_type == "promote:production"
+    assert (record.event["repository"], record.event["tag"]) == ("shop/web", "1.4.0")
+    assert pipeline.promote_followers(config.environment("staging"), result) == []  # once per tag
+    pipeline.process_event(created[0])
+    assert [m for m in queued if m[1] == "bump_env"] == [("bump", "bump_env", "production")]
