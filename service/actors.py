@@ -20,6 +20,7 @@ from dramatiq.middleware import Middleware, Retries
 from handlers.errors import PermanentError
 from service import broker as wiring
 from service.config import Config, load_config
+from service.logs import ActorRunLog
 from service.pipeline import Pipeline
 from service.store import EventStore
 
@@ -89,6 +90,9 @@ for middleware in broker.middleware:
         middleware.retry_when = should_retry
 broker.add_middleware(FailureVisibility())
 broker.add_middleware(Reconciler())
+broker.add_middleware(ActorRunLog(  # one line per actor run; logging set up at worker boot
+    correlation=lambda event_id: getattr(pipeline().store.get(event_id), "correlation_id", ""),
+    environment_actors=("bump_env", "sync_env")))
 
 
 @dramatiq.actor(queue_name=wiring.QUEUE_EVENTS, actor_name="process_event")

@@ -58,15 +58,22 @@ def serve(config: ConfigOpt = None, host: str | None = None, port: int | None = 
 
 
 @app.command()
-def worker(config: ConfigOpt = None, processes: int = 1, threads: int = 4) -> None:
-    """Run the actor workers (build, bump, sync) on dramatiq."""
+def worker(config: ConfigOpt = None, processes: int = 1, threads: int = 4, log_format: str = "auto") -> None:
+    """Run the actor workers (build, bump, sync) on dramatiq; their metrics on
+    ``server.worker_metrics_port``; logs as ``serve`` (JSON unless on a terminal)."""
     from dramatiq.cli import main as dramatiq_main
+
+    from service.workermetrics import serve_worker_metrics
 
     if config is not None:
         os.environ["SHIPLINE_CONFIG"] = str(config)
-    _config(None)  # fail fast, with the key path, before forking workers
+    cfg = _config(None)  # fail fast, with the key path, before forking workers
+    if log_format == "auto":  # decided here: the worker processes log into a pipe, never a tty
+        log_format = "console" if sys.stderr.isatty() else "json"
+    os.environ["SHIPLINE_LOG_FORMAT"] = log_format
+    serve_worker_metrics(cfg.server.host, cfg.server.worker_metrics_port)  # before the fork
     sys.argv = ["dramatiq", "service.actors", "--processes", str(processes),
-                "--threads", str(threads)]
+                "--threads", str(threads), "--skip-logging"]
     raise SystemExit(dramatiq_main())
 
 

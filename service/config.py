@@ -35,6 +35,8 @@ class ServerConfig(Model):
     api_token: SecretRef | None = None
     """Bearer token for /api/*; without it the API refuses every call."""
     public_url: str = ""
+    worker_metrics_port: int = Field(9108, ge=0, le=65535)
+    """The worker's own /metrics (build, bump, sync, lead time); 0 turns it off."""
 
 
 class RedisConfig(Model):
@@ -65,6 +67,32 @@ class RegistryConfig(Model):
     insecure: bool = False
     username: str | None = None
     password: SecretRef | None = None
+
+
+class NotifyConfig(Model):
+    """Where an environment reports a release: ``webhook`` (generic JSON) or ``slack``."""
+
+    kind: Literal["webhook", "slack"]
+    url: SecretRef
+    """A secret: a Slack incoming-webhook URL grants posting to the channel."""
+    on: list[Literal["success", "failure"]] = Field(default_factory=lambda: ["success", "failure"])
+
+
+class CommitStatusConfig(Model):
+    """Commit statuses for a repo's builds: ``pending`` at start, then ``success``/``failure``."""
+
+    provider: Literal["github", "gitlab"]
+    token: SecretRef
+    repository: str = Field(min_length=1)
+    """GitHub ``owner/name``; GitLab project id or ``group/project`` path."""
+    api_url: str = ""
+    """Default ``https://api.github.com`` / ``https://gitlab.com/api/v4``."""
+    context: str = "shipline/build"
+
+    @property
+    def base_url(self) -> str:
+        default = "https://api.github.com" if self.provider == "github" else "https://gitlab.com/api/v4"
+        return (self.api_url or default).rstrip("/")
 
 
 class ImageBuildConfig(Model):
@@ -109,6 +137,8 @@ class RepoConfig(Model):
     tags: str | None = r"^\d+\.\d+\.\d+$"
     """Regex for tag pushes that build (release tags); null disables tag builds."""
     images: list[ImageBuildConfig] = Field(default_factory=list)
+    status: CommitStatusConfig | None = None
+    """Commit statuses on the build's commit, when a provider token is configured."""
 
 
 class PolicyConfig(Model):
@@ -193,6 +223,7 @@ class EnvironmentConfig(Model):
     force_conflicts: bool = False
     reconcile_interval: int = Field(300, ge=5)
     health_timeout: int = Field(180, ge=1)
+    notify: list[NotifyConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _follow_needs_target(self) -> EnvironmentConfig:

@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
+from dramatiq.middleware import Middleware
+
+actor_log = logging.getLogger("shipline.actor")
 STANDARD = set(vars(logging.LogRecord("x", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -38,3 +44,45 @@ def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class ActorRunLog(Middleware):
+    """One line when an actor starts and one when it ends, with the message's reference (event id,
+    or environment for per-environment actors), the correlation id, outcome and duration. Only ids
+    and the exception's type go in: messages carry references, and error text may quote URLs."""
+
+    def __init__(self, *, correlation: Callable[[str], str], environment_actors: tuple[str, ...] = ()) -> None:
+        self.correlation = correlation
+        self.environment_actors = environment_actors
+        self.running: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def after_worker_boot(self, broker: Any, worker: Any) -> None:
+        setup_logging(os.environ.get("SHIPLINE_LOG_FORMAT", "auto"))
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        context = self._context(message)
+        self.running[message.message_id] = (time.monotonic(), context)
+        actor_log.info("%s started", message.actor_name, extra=context)
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        started, context = self.running.pop(message.message_id, (time.monotonic(), self._context(message)))
+        outcome = "ok" if exception is None else f"error {type(exception).__name__}"
+        actor_log.info("%s finished: %s", message.actor_name, outcome,
+                       extra={**context, "outcome": "ok" if exception is None else "error",
+                              "duration_seconds": round(time.monotonic() - started, 3)})
+
+    def after_skip_message(self, broker: Any, message: Any) -> None:
+        self.running.pop(message.message_id, None)
+
+    def _context(self, message: Any) -> dict[str, Any]:
+        ref = str(message.args[0]) if message.args else ""
+        context: dict[str, Any] = {"actor": message.actor_name, "message_id": message.message_id,
+                                   "attempt": message.options.get("retries", 0) + 1}
+        if message.actor_name in self.environment_actors:
+            return {**context, "environment": ref}
+        try:
+            correlation_id = self.correlation(ref) or ref
+        except Exception:  # noqa: BLE001 - a log line never fails a message
+            correlation_id = ref
+        return {**context, "event_id": ref, "correlation_id": correlation_id}

@@ -1,7 +1,15 @@
-"""Prometheus metrics: deliveries, queue depth, stage durations and outcomes, lead time."""
+"""Prometheus metrics: deliveries, queue depth, stage durations and outcomes, lead time.
+
+Two processes, two endpoints. The receiver serves ``/metrics`` (deliveries, queue depth). Stage
+durations and lead time are recorded where the work runs, in the worker's processes, so
+``shipline worker`` serves them on ``server.worker_metrics_port`` (default 9108, 0 = off) in
+prometheus_client's multiprocess mode: every dramatiq worker process writes to a shared
+directory and the worker's parent process serves the sum (``service.workermetrics``).
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from anyio import to_thread
@@ -31,3 +39,18 @@ def refresh_queue_depth(store: Any) -> None:
 async def endpoint(request: Request) -> Response:
     await to_thread.run_sync(refresh_queue_depth, request.app.state.store)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+LEAD_TIME_SEEN = "shipline:leadtime:"
+
+
+def observe_lead_time(store: Any, environment: str, correlation_ids: list[str]) -> None:
+    """Push received → ``environment`` Healthy, once per release (its correlation record's
+    ``received_at``); a later reconcile of the same release does not count again."""
+    for correlation_id in correlation_ids:
+        record = store.get(correlation_id)
+        if record is None or not record.received_at:
+            continue
+        if store.r.set(f"{LEAD_TIME_SEEN}{environment}:{correlation_id}", "1", nx=True, ex=store.dedupe_ttl):
+            LEAD_TIME.labels(environment=environment).observe(max(0.0, time.time() - record.received_at))
+

@@ -8,11 +8,8 @@ import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
-from kubernetes import client, config
+from kubernetes import client
 
-from service.devstack.demo import create_demo
-from service.devstack.kube import KubeCluster
 from service.devstack.process import wait_until
 from service.devstack.stack import Stack
 
@@ -21,21 +18,6 @@ GIT = ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
 
 def git(work: Path, *args: str) -> str:
     return subprocess.run([*GIT, "-C", str(work), *args], check=True, capture_output=True, text=True).stdout
-
-
-@pytest.fixture(scope="module")
-def running(stack: Stack, kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory):
-    repos = create_demo(stack, kubeconfig=kube_cluster.kubeconfig)
-    stack.start_services()
-    stack.wait_services()
-    work = tmp_path_factory.mktemp("e2e") / "shop"
-    subprocess.run(["git", "clone", "-q", repos["app"], str(work)], check=True, capture_output=True)
-    api = client.AppsV1Api(config.new_client_from_config(str(kube_cluster.kubeconfig)))
-    token = stack.secret("api-token")
-    http = httpx.Client(base_url=stack.receiver_url, headers={"Authorization": f"Bearer {token}"})
-    yield {"stack": stack, "work": work, "apps": api, "http": http, "repos": repos}
-    for daemon in stack.service_daemons():
-        daemon.stop()
 
 
 def deployed_image(apps: client.AppsV1Api, namespace: str, name: str) -> str | None:
