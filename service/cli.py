@@ -167,9 +167,6 @@ def main() -> None:
         raise SystemExit(1) from None
 
 
-if __name__ == "__main__":
-    main()
-
 
 def _api(config: Path | None) -> Any:
     import httpx
@@ -262,3 +259,7 @@ def diff(target: str, config: ConfigOpt = None) -> None:
         typer.echo(f"{target}: in sync")
     for line in changes:
         typer.echo(line)
+
+
+if __name__ == "__main__":
+    main()
