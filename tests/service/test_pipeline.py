@@ -99,3 +99,50 @@ def test_a_following_environment_gets_the_images_once_its_leader_is_healthy(stac
     assert pipeline.promote_followers(config.environment("staging"), result) == []  # once per tag
     pipeline.process_event(created[0])
     assert [m for m in queued if m[1] == "bump_env"] == [("bump", "bump_env", "production")]
+
+
+def test_a_burst_of_sync_requests_coalesces_into_one_sync(stack, redis_client, tmp_path, monkeypatch) -> None:
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
+                           "environments": [{"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}}]})
+    queued: list[tuple[str, ...]] = []
+    pipeline = Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg))
+    synced: list[str] = []
+    monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: synced.append(env.name) or
+                        {"health": "Healthy", "summary": "ok", "images": []})
+    for _ in range(5):
+        pipeline.request_sync("staging")
+    results = [pipeline.sync(m[2], int(m[3])) for m in queued if m[1] == "sync_env"]
+    assert synced == ["staging"]
+    assert sum(1 for r in results if r.get("coalesced")) == 4
+    pipeline.request_sync("staging")  # a later change is synced again
+    pipeline.sync("staging", int(queued[-1][3]))
+    assert synced == ["staging", "staging"]
+
+
+def test_image_events_waiting_for_a_writer_go_into_one_commit(stack, redis_client, tmp_path, monkeypatch) -> None:
+    from handlers import bump as bump_module
+    from handlers.bump import BumpResult
+
+    images = [f"{stack.registry.host}/shop/s{i}" for i in range(5)]
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url}, "environments": [
+        {"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}, "images": [{"image": i} for i in images]}]})
+    store = EventStore(redis_client)
+    queued: list[tuple[str, ...]] = []
+    pipeline = Pipeline(config, store, lambda *msg: queued.append(msg))
+    calls: list[list[str]] = []
+    monkeypatch.setattr(bump_module, "bump", lambda env, updates, ids, state: calls.append(
+        [u.image for u in updates]) or BumpResult("c0ffee" * 6 + "abcd", (), ()))
+    from handlers.events import ImagePushed
+
+    for image in images:
+        event = ImagePushed(registry=stack.registry.host, repository=image.split("/", 1)[1], tag="1.0.0",
+                            digest="", delivery_id="", source="registry")
+        rec = EventRecord(id=new_event_id(), source="registry", receiver="default", kind=event.kind,
+                          event=event_to_dict(event))
+        store.save(rec)
+        pipeline.process_event(rec.id)
+    bumps = [m for m in queued if m[1] == "bump_env"]
+    assert len(bumps) == 5
+    for message in bumps:
+        pipeline.bump(message[2])
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(images)
