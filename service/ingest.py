@@ -108,9 +108,8 @@ class Ingest:
                     record = existing
             self.store.save(record)
             self.broker.enqueue(message(QUEUE_EVENTS, "process_event", record.id))
-            self.store.set_status(record.id, "enqueued")
-            self.store.add_step(record.id, "delivery", "accepted",
-                                f"{record.source}/{record.receiver} {record.event_type}".strip())
+            self.store.set_status_and_step(record.id, "enqueued", "delivery", "accepted",
+                                           f"{record.source}/{record.receiver} {record.event_type}".strip())
         except (redis.RedisError, OSError) as exc:
             raise Unavailable(f"redis unavailable: {type(exc).__name__}") from exc
         return Answer(202, {"event_id": record.id})

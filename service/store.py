@@ -67,11 +67,17 @@ class EventStore:
 
     # -- dedupe --------------------------------------------------------------------------
     def claim(self, keys: list[str], event_id: str) -> str | None:
-        """Take every dedupe key for ``event_id``; if one is held, give back the holder's id."""
-        taken: list[str] = []
+        """Take every dedupe key for ``event_id``; if one is held, give back the holder's id.
+
+        All keys are tried in one round trip; when one is held by another event, the keys this
+        call took are released again and the holder of the first held key is returned."""
+        pipe = self.r.pipeline(transaction=False)
         for key in keys:
-            if self.r.set(PREFIX + "dedupe:" + key, event_id, nx=True, ex=self.dedupe_ttl):
-                taken.append(key)
+            pipe.set(PREFIX + "dedupe:" + key, event_id, nx=True, ex=self.dedupe_ttl)
+        won = pipe.execute()
+        taken = [key for key, ok in zip(keys, won, strict=True) if ok]
+        for key, ok in zip(keys, won, strict=True):
+            if ok:
                 continue
             holder = self.r.get(PREFIX + "dedupe:" + key)
             if holder and holder != event_id:
@@ -91,11 +97,12 @@ class EventStore:
         pipe.hset(key, mapping={"data": json.dumps(data), "status": record.status,
                                 "outcome": record.outcome, "updated": time.time()})
         pipe.zadd(PREFIX + "events", {record.id: record.received_at})
-        pipe.execute()
-        self._trim()
+        pipe.zcard(PREFIX + "events")
+        size = pipe.execute()[-1]
+        self._trim(int(size))
 
-    def _trim(self) -> None:
-        excess = self.r.zcard(PREFIX + "events") - self.retention
+    def _trim(self, size: int) -> None:
+        excess = size - self.retention
         if excess <= 0:
             return
         old = self.r.zrange(PREFIX + "events", 0, excess - 1)
@@ -135,9 +142,23 @@ class EventStore:
 
     def add_step(self, event_id: str, stage: str, status: str, detail: str = "",
                  **extra: Any) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        self._step(pipe, event_id, stage, status, detail, **extra)
+        pipe.execute()
+
+    def set_status_and_step(self, event_id: str, status: str, stage: str, step_status: str,
+                            detail: str = "") -> None:
+        """``set_status`` then ``add_step``, in one round trip (one MULTI/EXEC)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(PREFIX + "event:" + event_id, mapping={"status": status, "updated": time.time()})
+        self._step(pipe, event_id, stage, step_status, detail)
+        pipe.execute()
+
+    @staticmethod
+    def _step(pipe: Any, event_id: str, stage: str, status: str, detail: str, **extra: Any) -> None:
         step = {"stage": stage, "status": status, "detail": detail[-4000:], "at": time.time(), **extra}
-        self.r.rpush(PREFIX + "event:" + event_id + ":steps", json.dumps(step))
-        self.r.publish(PREFIX + "updates", json.dumps({"event": event_id, **step}))
+        pipe.rpush(PREFIX + "event:" + event_id + ":steps", json.dumps(step))
+        pipe.publish(PREFIX + "updates", json.dumps({"event": event_id, **step}))
 
     def list(self, *, source: str | None = None, repo: str | None = None,
              status: str | None = None, offset: int = 0, limit: int = 50) -> list[EventRecord]:
