@@ -25,7 +25,8 @@ def serve_worker_metrics(host: str, port: int) -> str | None:
     if not port:
         return None
     directory = tempfile.mkdtemp(prefix="shipline-metrics-")
-    os.environ[MULTIPROC_ENV] = directory
+    os.environ[MULTIPROC_ENV] = directory  # from here on the mode is fixed: the directory must stay
+    atexit.register(shutil.rmtree, directory, True)  # forked workers leave with os._exit: parent only
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
     registry = CollectorRegistry()
@@ -33,9 +34,6 @@ def serve_worker_metrics(host: str, port: int) -> str | None:
     try:
         start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        log.warning("worker metrics not served on %s:%d: %s", host, port, exc.strerror)
-        os.environ.pop(MULTIPROC_ENV, None)
-        shutil.rmtree(directory, ignore_errors=True)
+        log.warning("worker metrics not served on %s:%d: %s (still collected, unserved)", host, port, exc.strerror)
         return None
-    atexit.register(shutil.rmtree, directory, True)  # forked workers leave with os._exit: parent only
     return directory
