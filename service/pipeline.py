@@ -12,13 +12,17 @@ layer on top. Coordination state lives in Redis under ``shipline:``:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from redis.exceptions import LockError
 
 from handlers.events import GitPushed, ImagePushed, event_from_dict, event_to_dict
 from handlers.routing import build_reason, envs_for_git, envs_for_image, repo_for
@@ -30,7 +34,10 @@ from service.targets import TargetStatusStore
 
 log = logging.getLogger("shipline.pipeline")
 Enqueue = Callable[..., None]  # enqueue(queue, actor_name, *args)
-LOCK_TIMEOUT_SECONDS = 3600
+LOCK_TIMEOUT_SECONDS = 20
+"""A lock's lease: its holder renews it every quarter of that, so a ``kill -9``-ed holder (whose
+job dramatiq redelivers after ``service.broker.HEARTBEAT_TIMEOUT_MS`` at the earliest) leaves a
+lock that is already free, or frees within seconds: never the hour it took before."""
 LOCK_WAIT_SECONDS = 1800
 LOG_TAIL_BYTES = 64 * 1024
 
@@ -50,8 +57,7 @@ class Pipeline:
         return self.config.state_dir
 
     def lock(self, name: str) -> Any:
-        return self.r.lock(f"shipline:lock:{name}", timeout=LOCK_TIMEOUT_SECONDS,
-                           blocking_timeout=LOCK_WAIT_SECONDS)
+        return leased_lock(self.r, f"shipline:lock:{name}")
 
     # -- events ------------------------------------------------------------------------
     def process_event(self, event_id: str) -> str:
@@ -300,6 +306,32 @@ class Pipeline:
 
     def _finish(self, event_id: str, status: str, outcome: str) -> None:
         self.store.set_status(event_id, status, outcome)
+
+
+@contextlib.contextmanager
+def leased_lock(r: Any, key: str) -> Iterator[Any]:
+    """A Redis lock held with a short lease that a thread renews while the holder is alive."""
+    lock = r.lock(key, timeout=LOCK_TIMEOUT_SECONDS, blocking_timeout=LOCK_WAIT_SECONDS, thread_local=False)
+    if not lock.acquire():
+        raise LockError(f"{key} still held after {LOCK_WAIT_SECONDS}s")
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LOCK_TIMEOUT_SECONDS / 4):
+            try:
+                lock.reacquire()
+            except Exception as exc:  # noqa: BLE001 - keep renewing; the next try may reach Redis
+                log.warning("cannot renew %s: %s", key, exc)
+
+    renewer = threading.Thread(target=renew, name=f"lease {key}", daemon=True)
+    renewer.start()
+    try:
+        yield lock
+    finally:
+        stop.set()
+        renewer.join()
+        with contextlib.suppress(LockError):
+            lock.release()
 
 
 def _update(image_update: Any, env: EnvironmentConfig, event: Any) -> Any:
