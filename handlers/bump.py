@@ -44,6 +44,9 @@ class BumpResult:
     """Why images or fields were left alone (policy refusals, ambiguous markers, ...)."""
     branch: str = ""
     attempts: int = 1
+    already_applied: bool = False
+    """Every event was already committed (a redelivery after the push landed): nothing new to
+    push, but the commit may never have been synced."""
 
 
 def bump(env: EnvironmentConfig, updates: list[ImageUpdate], event_ids: list[str], state_dir: Path, *,
@@ -94,7 +97,8 @@ def _attempt(env: EnvironmentConfig, repo: ManifestsRepo, updates: Sequence[Imag
     done = repo.event_ids(HISTORY, environment=env.name) if event_ids else set()
     pending = [e for e in event_ids if e not in done]
     if event_ids and not pending:
-        return BumpResult(None, (), (f"events already applied on {branch}: {', '.join(event_ids)}",), branch)
+        return BumpResult(None, (), (f"events already applied on {branch}: {', '.join(event_ids)}",), branch,
+                          already_applied=True)
     checkout_root(repo, env)
     root = repo.workdir.resolve()
     targets, skipped = plan(env, updates, root)

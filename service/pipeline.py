@@ -209,7 +209,7 @@ class Pipeline:
             if record.correlation_id and record.correlation_id != record.id:
                 self.store.add_step(record.correlation_id, "bump", "done", detail, environment=env.name)
             self._finish(record.id, "done", detail)
-        if result.commit:
+        if result.commit or getattr(result, "already_applied", False):  # redelivered after its push landed
             self.request_sync(env.name, *[r.correlation_id or r.id for r in records])
 
     # -- sync --------------------------------------------------------------------------
