@@ -62,6 +62,6 @@ class BuildIncomplete(TransientError):
     """Some image failed transiently; ``report`` has every image's outcome. Retry the push."""
 
     def __init__(self, report: BuildReport, *, delay: float | None = None) -> None:
-        names = ", ".join(i.name for i in report.images if i.retryable)
-        super().__init__(f"transient failure building {names}", delay=delay)
+        why = "; ".join(f"{i.name}: {i.reason}" for i in report.images if i.retryable)
+        super().__init__(f"transient failure building {why}", delay=delay)
         self.report = report
