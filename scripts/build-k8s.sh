@@ -6,11 +6,11 @@
 # keyed by the Kubernetes version and a hash of those files, so a change of pins rebuilds.
 # Prints the cache directory (the KUBEBUILDER_ASSETS-style bin dir) on its last line.
 set -euo pipefail
-# Go may be installed outside PATH (the official tarball's location).
-for d in /usr/local/go/bin "$HOME/go/bin"; do
-  if [ -x "$d/go" ]; then case ":$PATH:" in *":$d:"*) ;; *) PATH="$PATH:$d" ;; esac; fi
-done
-export PATH
+# Go may be installed outside PATH (the official tarball's location); SHIPLINE_GO names it exactly.
+if [ -z "${SHIPLINE_GO:-}" ]; then
+  SHIPLINE_GO=$(command -v go || true)
+  [ -n "$SHIPLINE_GO" ] || { [ -x /usr/local/go/bin/go ] && SHIPLINE_GO=/usr/local/go/bin/go; } || true
+fi
 
 K8S_VERSION=v1.36.3
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -29,8 +29,9 @@ if complete; then
   exit 0
 fi
 
-command -v go >/dev/null || { echo "error: Go is required to build the Kubernetes binaries (apt-get install golang or see go.dev)" >&2; exit 1; }
+[ -n "$SHIPLINE_GO" ] && [ -x "$SHIPLINE_GO" ] || { echo "error: Go is required to build the Kubernetes binaries (apt-get install golang or see go.dev)" >&2; exit 1; }
 
+PATH="$(dirname "$SHIPLINE_GO"):$PATH"
 export GOWORK=off CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly" GOTOOLCHAIN=local
 mkdir -p "$out.partial"
 start=$(date +%s)

@@ -41,6 +41,7 @@ def test_without_go_or_assets_the_error_carries_the_install_hint(
     monkeypatch.delenv("KUBEBUILDER_ASSETS", raising=False)
     monkeypatch.setenv("SHIPLINE_CACHE", str(tmp_path))
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setenv("SHIPLINE_GO", "/nonexistent/go")
 
     with pytest.raises(StackError, match=r"KUBEBUILDER_ASSETS(.|\n)*Go is required"):
         find_binaries()
