@@ -13,7 +13,16 @@ from starlette.routing import Route
 
 from handlers.errors import ConfigError, MalformedPayload, UnsafeInput
 from handlers.events import GitPushed, ImagePushed, event_from_dict, event_to_dict
-from handlers.validate import validate_digest, validate_ref, validate_sha, validate_tag
+from handlers.validate import (
+    validate_clone_url,
+    validate_digest,
+    validate_git_repo,
+    validate_ref,
+    validate_registry_host,
+    validate_repository,
+    validate_sha,
+    validate_tag,
+)
 from service.config import Config
 from service.ingest import Ingest, Unavailable
 from service.store import EventRecord, EventStore, new_event_id
@@ -46,13 +55,15 @@ def manual_event(body: dict[str, Any]) -> GitPushed | ImagePushed:
         registry, _, repository = image.partition("/")
         if not repository:
             raise MalformedPayload("image must be 'registry/repository'")
-        return ImagePushed(registry=registry, repository=repository,
+        return ImagePushed(registry=validate_registry_host(registry), repository=validate_repository(repository),
                            tag=validate_tag(str(body.get("tag", ""))),
                            digest=validate_digest(str(body.get("digest", ""))),
                            delivery_id="", source="manual")
     if kind == "git_pushed":
         sha = validate_sha(str(body.get("sha", "")))
-        return GitPushed(repo=str(body.get("repo", "")), ref=validate_ref(str(body.get("ref", ""))),
+        repo = str(body.get("repo", ""))
+        repo = validate_clone_url(repo, field="repo") if ":" in repo else validate_git_repo(repo)
+        return GitPushed(repo=repo, ref=validate_ref(str(body.get("ref", ""))),
                          before="0" * 40, after=sha, changed_paths=(), pusher="manual",
                          delivery_id="", source="manual", paths_complete=False)
     raise MalformedPayload("type must be 'image_pushed' or 'git_pushed'")
