@@ -82,11 +82,13 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "the last and the new head, would make it proportional to the change.",
     ],
     ("build", "build + push"): [
-        "Almost all of the gap is buildah, not Shipline: Shipline adds three OCI labels (revision, source, "
+        "Most of the gap is buildah, not Shipline's Python: Shipline adds three OCI labels (revision, source, "
         "created), and buildah 1.28 with `--layers` turns each `--label` into its own LABEL step, each "
         "committed as a cached layer — with the vfs driver a full copy of the root filesystem. The "
-        "comparison row with the same three labels given to the direct build shows the remaining overhead "
-        "of Shipline itself (mirror fetch, diff, content key, registry ping, export: ~0.1–0.2 s).",
+        "comparison row with the same three labels given to the direct build shows what remains: Shipline's "
+        "own steps (mirror fetch ~50 ms, diff, content key, registry ping, context export: ~0.1 s by phase "
+        "timing) plus run-to-run noise of single vfs builds on a shared 2-core machine (3 % to 17 % across "
+        "our runs).",
         "To close: append one `LABEL k=v k=v k=v` instruction to the exported Dockerfile (one step, not "
         "three; careful with `--target` in multi-stage builds), or drop the `created` label (it also defeats "
         "the layer cache of the label steps), or use the overlay storage driver where the host allows it "
