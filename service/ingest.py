@@ -8,6 +8,7 @@ message are both in Redis (AOF, fsync always).
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from handlers.sources import get_source
 from handlers.sources.base import Parsed, Secrets
 from service.broker import QUEUE_EVENTS, message
 from service.config import Config, ReceiverConfig
-from service.store import EventRecord, EventStore, new_event_id
+from service.store import EventRecord, EventStore, QueuedMessage, new_event_id
 
 SENSITIVE_HEADER_PARTS = ("authorization", "token", "secret", "cookie", "signature", "api-key")
 PATH_TOKEN_HEADER = "x-shipline-path-token"
@@ -98,21 +99,23 @@ class Ingest:
 
     def submit(self, record: EventRecord, keys: list[str]) -> Answer:
         """Dedupe, record, enqueue: the durable hand-off. Raises ``Unavailable`` if Redis is down."""
+        queued = encode_for_queue(self.broker, record.id)
+        step = {"stage": "delivery", "status": "accepted",
+                "detail": f"{record.source}/{record.receiver} {record.event_type}".strip()}
         try:
-            holder = self.store.claim(keys, record.id)
-            if holder is not None:
-                existing = self.store.get(holder)
-                if existing is not None and existing.status != "received":
-                    return Answer(200, {"duplicate": holder})
-                if existing is not None:  # claimed but never enqueued (we died mid-way): finish it
-                    record = existing
-            self.store.save(record)
-            self.broker.enqueue(message(QUEUE_EVENTS, "process_event", record.id))
-            self.store.set_status_and_step(record.id, "enqueued", "delivery", "accepted",
-                                           f"{record.source}/{record.receiver} {record.event_type}".strip())
+            holder = self.store.accept(record, keys, queued, step)
         except (redis.RedisError, OSError) as exc:
             raise Unavailable(f"redis unavailable: {type(exc).__name__}") from exc
+        if holder is not None:
+            return Answer(200, {"duplicate": holder})
         return Answer(202, {"event_id": record.id})
+
+
+def encode_for_queue(broker: RedisBroker, event_id: str) -> QueuedMessage:
+    """``process_event(event_id)`` encoded as dramatiq's Redis broker would enqueue it."""
+    msg = message(QUEUE_EVENTS, "process_event", event_id).copy(options={"redis_message_id": str(uuid.uuid4())})
+    return QueuedMessage(queue_key=f"{broker.namespace}:{QUEUE_EVENTS}", id=msg.options["redis_message_id"],
+                         data=msg.encode())
 
 
 def dedupe_keys(receiver: ReceiverConfig, parsed: Parsed, event: Event) -> list[str]:

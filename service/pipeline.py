@@ -214,9 +214,9 @@ class Pipeline:
 
     # -- sync --------------------------------------------------------------------------
     def request_sync(self, env_name: str, *event_ids: str) -> None:
-        number = self.r.incr(f"shipline:sync:req:{env_name}")
-        if event_ids:
+        if event_ids:  # recorded before the request counter moves, so the sync that covers it reports to it
             self.r.sadd(f"shipline:sync:events:{env_name}", *event_ids)
+        number = self.r.incr(f"shipline:sync:req:{env_name}")
         self.enqueue(QUEUE_SYNC, "sync_env", env_name, str(number))
 
     def sync(self, env_name: str, request: int) -> dict[str, Any]:

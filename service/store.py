@@ -53,6 +53,41 @@ class EventRecord:
         return data
 
 
+# One atomic script for the receiver's hand-off: take the dedupe keys, record the event, put the
+# dramatiq message on its queue (dramatiq's own layout: HSET <queue>.msgs id data; RPUSH <queue> id),
+# mark it enqueued and add the timeline step. Atomic, so there is no "claimed but not enqueued"
+# state to recover from; one round trip, so one AOF fsync per delivery.
+ACCEPT_LUA = """
+local event_id, ttl, nkeys = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 1, nkeys do
+  if not redis.call('set', KEYS[i], event_id, 'NX', 'EX', ttl) then
+    local holder = redis.call('get', KEYS[i])
+    if holder ~= event_id then
+      for j = 1, i - 1 do redis.call('del', KEYS[j]) end
+      return {'duplicate', holder}
+    end
+  end
+end
+local a = nkeys
+redis.call('hset', KEYS[a + 1], 'data', ARGV[4], 'status', 'enqueued', 'outcome', '', 'updated', ARGV[5])
+redis.call('zadd', KEYS[a + 2], ARGV[6], event_id)
+redis.call('hset', KEYS[a + 3], ARGV[7], ARGV[8])
+redis.call('rpush', KEYS[a + 4], ARGV[7])
+redis.call('rpush', KEYS[a + 5], ARGV[9])
+redis.call('publish', KEYS[a + 6], ARGV[10])
+return {'accepted', tostring(redis.call('zcard', KEYS[a + 2]))}
+"""
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """A dramatiq message, encoded, and the Redis keys of its queue."""
+
+    queue_key: str
+    id: str
+    data: bytes
+
+
 class EventStore:
     def __init__(self, client: redis.Redis, *, retention: int = 10_000, dedupe_ttl: int = 7 * 86400):
         self.r = client
@@ -64,6 +99,30 @@ class EventStore:
         client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
                                       decode_responses=True)
         return cls(client, **kwargs)
+
+    # -- the receiver's hand-off -----------------------------------------------------------
+    def accept(self, record: EventRecord, keys: list[str], queued: QueuedMessage, step: dict[str, Any]) -> str | None:
+        """Dedupe, record and enqueue in one atomic step; the holder's id when it is a duplicate."""
+        data = {k: v for k, v in asdict(record).items() if k not in ("status", "outcome", "steps")}
+        step = {**step, "at": time.time()}
+        event_key = PREFIX + "event:" + record.id
+        redis_keys = [PREFIX + "dedupe:" + k for k in keys] + [
+            event_key, PREFIX + "events", queued.queue_key + ".msgs", queued.queue_key, event_key + ":steps",
+            PREFIX + "updates"]
+        args = [record.id, self.dedupe_ttl, len(keys), json.dumps(data), time.time(), record.received_at,
+                queued.id, queued.data, json.dumps(step), json.dumps({"event": record.id, **step})]
+        verdict, value = self._accept_script(keys=redis_keys, args=args)
+        if verdict == "duplicate":
+            return str(value)
+        self._trim(int(value))
+        return None
+
+    @property
+    def _accept_script(self) -> Any:
+        script = getattr(self, "_accept", None)
+        if script is None:
+            script = self._accept = self.r.register_script(ACCEPT_LUA)
+        return script
 
     # -- dedupe --------------------------------------------------------------------------
     def claim(self, keys: list[str], event_id: str) -> str | None:
