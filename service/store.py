@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import redis
@@ -45,6 +45,10 @@ class EventRecord:
     status: str = "received"
     outcome: str = ""
     steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def stored_fields(self) -> dict[str, Any]:
+        """The immutable part, shallow (``dataclasses.asdict`` deep-copies the body: slow on the hot path)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("status", "outcome", "steps")}
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
@@ -103,7 +107,7 @@ class EventStore:
     # -- the receiver's hand-off -----------------------------------------------------------
     def accept(self, record: EventRecord, keys: list[str], queued: QueuedMessage, step: dict[str, Any]) -> str | None:
         """Dedupe, record and enqueue in one atomic step; the holder's id when it is a duplicate."""
-        data = {k: v for k, v in asdict(record).items() if k not in ("status", "outcome", "steps")}
+        data = record.stored_fields()
         step = {**step, "at": time.time()}
         event_key = PREFIX + "event:" + record.id
         redis_keys = [PREFIX + "dedupe:" + k for k in keys] + [
@@ -150,7 +154,7 @@ class EventStore:
 
     # -- records -------------------------------------------------------------------------
     def save(self, record: EventRecord) -> None:
-        data = {k: v for k, v in asdict(record).items() if k not in ("status", "outcome", "steps")}
+        data = record.stored_fields()
         key = PREFIX + "event:" + record.id
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(key, mapping={"data": json.dumps(data), "status": record.status,
