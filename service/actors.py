@@ -28,7 +28,7 @@ log = logging.getLogger("shipline.worker")
 
 
 def should_retry(retries: int, exception: BaseException) -> bool:
-    return not isinstance(exception, PermanentError) and retries < wiring.MAX_RETRIES
+    return not isinstance(exception, PermanentError) and retries < config().queue.max_retries
 
 
 class FailureVisibility(Middleware):
@@ -84,7 +84,9 @@ def pipeline() -> Pipeline:
     return Pipeline(cfg, store, enqueue)
 
 
-broker = wiring.install_broker(config().redis.url)
+broker = wiring.install_broker(config().redis.url, max_retries=config().queue.max_retries,
+                                min_backoff_ms=config().queue.min_backoff_ms,
+                                max_backoff_ms=config().queue.max_backoff_ms)
 for middleware in broker.middleware:
     if isinstance(middleware, Retries):
         middleware.retry_when = should_retry

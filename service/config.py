@@ -239,6 +239,14 @@ class BuildSettings(Model):
     max_retries: int = Field(3, ge=0)
 
 
+class QueueSettings(Model):
+    """dramatiq retries of every actor (defaults in ``service.broker``); tests shrink them."""
+
+    max_retries: int = Field(5, ge=0)
+    min_backoff_ms: int = Field(1_000, ge=1)
+    max_backoff_ms: int = Field(300_000, ge=1)
+
+
 class Config(Model):
     """The whole ``shipline.yaml``."""
 
@@ -250,6 +258,7 @@ class Config(Model):
     repos: list[RepoConfig] = Field(default_factory=list)
     environments: list[EnvironmentConfig] = Field(default_factory=list)
     build: BuildSettings = Field(default_factory=BuildSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:
