@@ -235,6 +235,8 @@ class Pipeline:
             if event_ids:
                 self.r.srem(f"shipline:sync:events:{env.name}", *event_ids)
         for event_id in event_ids:
+            if not self._first_report(env.name, event_id, result.get("revision", "")):
+                continue  # a retried route asked again for a revision this event already got
             self.store.add_step(event_id, "sync", result["health"], result.get("summary", ""),
                                 environment=env.name, revision=result.get("revision", ""))
             record = self.store.get(event_id)
@@ -268,6 +270,12 @@ class Pipeline:
                 self.store.set_status(record.id, "enqueued")
                 created.append(record.id)
         return created
+
+    def _first_report(self, env_name: str, event_id: str, revision: str) -> bool:
+        """True once per (environment, event, revision): a ``process_event`` retried after Redis
+        failed mid-way requests the same sync twice; the event still gets one sync step."""
+        key = f"shipline:sync:reported:{env_name}:{event_id}:{revision}"
+        return bool(self.r.set(key, "1", nx=True, ex=self.config.redis.dedupe_ttl_seconds))
 
     def _sync_now(self, env: EnvironmentConfig) -> dict[str, Any]:
         from service.syncrun import sync_target
