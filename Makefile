@@ -20,6 +20,11 @@ test: bootstrap
 	.venv/bin/ruff check service handlers tests bench
 	.venv/bin/pytest -q $(PYTEST_ARGS)
 
+chaos: bootstrap
+	@rm -f artifacts/chaos-results.jsonl
+	@.venv/bin/pytest -q tests/chaos $(PYTEST_ARGS); status=$$?; echo; \
+	.venv/bin/python -m tests.chaos.report || status=1; exit $$status
+
 lint:
 	.venv/bin/ruff check service handlers tests bench
 
