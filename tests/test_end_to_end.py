@@ -62,11 +62,14 @@ def test_push_builds_bumps_and_rolls_out_staging(running, tmp_path: Path) -> Non
 
     wait_until(lambda: want in staging().get("images", []) and staging()["health"] == "Healthy", timeout=60,
                what="staging status Healthy with the new image")
-    timeline = running["http"].get("/api/events", params={"source": "gitea"}).json()["events"]
-    push = next(e for e in timeline if e["event"].get("repo") == "local/shop")
-    stages = [s["stage"] for s in push["steps"]]
-    assert stages[:3] == ["delivery", "route", "build"], stages
-    assert "bump" in stages and "sync" in stages, stages
+    def push_stages() -> list[str]:
+        timeline = running["http"].get("/api/events", params={"source": "gitea"}).json()["events"]
+        push = next(e for e in timeline if e["event"].get("repo") == "local/shop")
+        return [s["stage"] for s in push["steps"]]
+
+    wait_until(lambda: {"bump", "sync"} <= set(push_stages()), timeout=30,
+               what="the push's timeline shows its bump and sync")
+    assert push_stages()[:3] == ["delivery", "route", "build"], push_stages()
 
 
 def test_release_tag_builds_everything_and_promotes_production_only(running, tmp_path: Path) -> None:
