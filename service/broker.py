@@ -2,16 +2,18 @@
 
 Why these numbers (dramatiq 2.2 ``brokers/redis.py`` and ``redis/dispatch.lua``):
 - ``HEARTBEAT_TIMEOUT_MS``: every broker command of a worker process refreshes its heartbeat, and
-  an idle consumer fetches every 0.5-1 s, so a live worker is never silent for 15 s; a silent one
-  is dead and its fetched-but-unacked messages (``__acks__.<worker>.<queue>``) may be requeued.
+  an idle consumer fetches at least every ``WORKER_IDLE_POLL_MS``, so a live worker is never silent
+  for 15 s; a silent one is dead and its fetched-but-unacked messages
+  (``__acks__.<worker>.<queue>``) may be requeued.
 - ``MAINTENANCE_CHANCE``: per million broker commands (``ack``/``nack`` excluded), how many also
   run that requeue sweep, for *the command's queue only*. Each worker process polls each queue with
-  ``fetch`` every 0.5-1 s when idle, so a restarted idle worker triggers the sweep itself; no new
-  traffic is needed. At 250_000 (25 %) the wait for a sweep after the heartbeat timeout is
-  geometric: mean 4 polls (~3 s), p99 16 polls (<= 16 s). A ``kill -9``-ed worker's message is
-  thus requeued within 15 s + 16 s (p99) of the kill: ``REDELIVERY_BOUND_SECONDS`` (45) keeps a
-  margin for a loaded machine. Measured by ``tests/chaos/test_kill_worker.py``: 15-17 s. A sweep
-  costs two sorted-set reads, plus a ``KEYS`` scan only while a dead worker is still listed.
+  ``fetch`` when idle, so a restarted idle worker triggers the sweep itself; no new traffic is
+  needed. At 250_000 (25 %) the wait for a sweep after the heartbeat timeout is geometric: mean 4
+  polls, p99 16 polls (1.6 s at 100 ms polls; 16 s even at dramatiq's default 1 s). A ``kill
+  -9``-ed worker's message is thus requeued within 15 s + 16 s of the kill at worst:
+  ``REDELIVERY_BOUND_SECONDS`` (45) keeps a margin for a loaded machine. Measured by
+  ``tests/chaos/test_kill_worker.py``: 15-17 s (1 s polls), 15 s (100 ms polls). A sweep costs two
+  sorted-set reads, plus a ``KEYS`` scan only while a dead worker is still listed.
 - Locks held by a killed worker are leases (``service.pipeline.LOCK_TIMEOUT_SECONDS``, 20 s), so
   they are free by the time its job is redelivered.
 - Retries: ``MAX_RETRIES`` attempts with exponential backoff from 1 s to 5 min (the config's
