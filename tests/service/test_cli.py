@@ -99,7 +99,7 @@ def test_the_worker_polls_idle_queues_as_often_as_the_broker_says() -> None:
     import service.cli
     from service.broker import WORKER_IDLE_POLL_MS
 
-    assert service.cli.DRAMATIQ_IDLE_POLL_MS == str(WORKER_IDLE_POLL_MS)
+    assert str(WORKER_IDLE_POLL_MS) == service.cli.DRAMATIQ_IDLE_POLL_MS
     probe = ("import os, service.cli; os.environ.setdefault('dramatiq_worker_timeout', "
              "service.cli.DRAMATIQ_IDLE_POLL_MS); import dramatiq.worker as w; print(w.WORKER_TIMEOUT)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
