@@ -44,9 +44,8 @@ class FailureVisibility(Middleware):
         log.warning("%s failed (attempt %d%s): %s", message.actor_name, retries + 1,
                     ", giving up" if final else ", will retry", exception,
                     extra={"correlation_id": event_id, "actor": message.actor_name})
-        if final and message.actor_name in ("process_event", "build_repo"):
-            pipeline().store.set_status(event_id, "failed", f"{type(exception).__name__}: {exception}")
-            pipeline().store.add_step(event_id, message.actor_name, "failed", str(exception))
+        if final:
+            pipeline().give_up(message.actor_name, tuple(message.args), exception)
 
 
 class Reconciler(Middleware):

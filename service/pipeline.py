@@ -40,6 +40,7 @@ job dramatiq redelivers after ``service.broker.HEARTBEAT_TIMEOUT_MS`` at the ear
 lock that is already free, or frees within seconds: never the hour it took before."""
 LOCK_WAIT_SECONDS = 1800
 LOG_TAIL_BYTES = 64 * 1024
+STAGE_OF_ACTOR = {"process_event": "route", "build_repo": "build", "bump_env": "bump", "sync_env": "sync"}
 
 
 @dataclass
@@ -302,6 +303,29 @@ class Pipeline:
         if status.get("health") == "Healthy":
             observe_lead_time(self.store, env.name, correlation_ids)
         notify.synced(self.config, self.r, env, status, sorted(event_ids), correlation_ids)
+
+    # -- failures ----------------------------------------------------------------------
+    def give_up(self, actor: str, args: tuple[str, ...], error: BaseException) -> list[str]:
+        """No retry is left: every event the job carried ends ``failed`` with the error, visibly."""
+        reason = f"{type(error).__name__}: {error}"
+        if actor in ("process_event", "build_repo"):
+            event_ids = list(args[:1])
+        elif actor == "bump_env":
+            key = f"shipline:bump:pending:{args[0]}"
+            event_ids = sorted(self.r.smembers(key))
+            if event_ids:
+                self.r.srem(key, *event_ids)
+        elif actor == "sync_env":
+            event_ids = sorted(self.r.smembers(f"shipline:sync:events:{args[0]}"))
+        else:
+            event_ids = []
+        stage = STAGE_OF_ACTOR.get(actor, actor)
+        where = {"environment": args[0]} if stage in ("bump", "sync") else {}
+        for event_id in event_ids:
+            self.store.add_step(event_id, stage, "failed", reason, **where)
+            if stage != "sync":  # a sync failure is the environment's state; the event itself was delivered
+                self._finish(event_id, "failed", reason)
+        return event_ids
 
     # -- helpers -----------------------------------------------------------------------
     def _record(self, event_id: str) -> EventRecord:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from handlers.events import GitPushed, event_to_dict
 from service.config import parse_config
@@ -146,3 +147,33 @@ def test_image_events_waiting_for_a_writer_go_into_one_commit(stack, redis_clien
     for message in bumps:
         pipeline.bump(message[2])
     assert len(calls) == 1 and sorted(calls[0]) == sorted(images)
+
+
+def test_a_bump_out_of_retries_marks_its_waiting_events_failed(stack, redis_client, tmp_path, monkeypatch) -> None:
+    from handlers import bump as bump_module
+    from handlers.errors import TransientError
+    from handlers.events import ImagePushed
+
+    image = f"{stack.registry.host}/shop/web"
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url}, "environments": [
+        {"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}, "images": [{"image": image}]}]})
+    store = EventStore(redis_client)
+    pipeline = Pipeline(config, store, lambda *msg: None)
+
+    def unreachable(*args: object) -> None:
+        raise TransientError("git push failed for http://127.0.0.1:1/m.git: connection refused")
+
+    monkeypatch.setattr(bump_module, "bump", unreachable)
+    event = ImagePushed(registry=stack.registry.host, repository="shop/web", tag="2.0.0", digest="",
+                        delivery_id="", source="registry")
+    rec = EventRecord(id=new_event_id(), source="registry", receiver="default", kind=event.kind,
+                      event=event_to_dict(event))
+    store.save(rec)
+    pipeline.process_event(rec.id)
+    with pytest.raises(TransientError) as exc:
+        pipeline.bump("staging")
+    assert pipeline.give_up("bump_env", ("staging",), exc.value) == [rec.id]
+    failed = store.get(rec.id)
+    assert failed.status == "failed" and "connection refused" in failed.outcome
+    assert failed.steps[-1]["stage"] == "bump" and failed.steps[-1]["status"] == "failed"
+    assert not redis_client.smembers("shipline:bump:pending:staging")
