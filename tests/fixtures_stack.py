@@ -63,3 +63,18 @@ class ServerThread:
         self.server.should_exit = True
         with contextlib.suppress(RuntimeError):
             self.thread.join(timeout=10)
+
+
+def build_and_push(stack: Stack, workdir: Path, ref: str, run: str) -> None:
+    """buildah: a one-``RUN`` image on the stack's base, built in ``workdir/ctx`` and pushed as ``ref``."""
+    import subprocess
+
+    from service.devstack.baseimage import buildah_argv
+
+    ctx = workdir / "ctx"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text(f"FROM {stack.base_image}\nRUN {run}\n")
+    buildah = buildah_argv(stack.state_dir)
+    subprocess.run([*buildah, "bud", "--isolation", "chroot", "--tls-verify=false", "-t", ref, str(ctx)],
+                   check=True, capture_output=True)
+    subprocess.run([*buildah, "push", "--tls-verify=false", ref, f"docker://{ref}"], check=True, capture_output=True)

@@ -204,11 +204,9 @@ def test_redis_down_gives_503_then_accepts_after_restart(tmp_path: Path) -> None
 
 def test_registry_notification_after_real_push_enqueues_one_image_event(
         tmp_path: Path, stack: Stack, redis_client) -> None:
-    import subprocess
 
-    from service.devstack.baseimage import buildah_argv
     from service.devstack.process import wait_until
-    from tests.fixtures_stack import ServerThread
+    from tests.fixtures_stack import ServerThread, build_and_push
 
     cfg = make_config(tmp_path, stack.redis.url).model_copy(update={
         "receivers": [parse_config({"receivers": [{"source": "registry",
@@ -219,15 +217,7 @@ def test_registry_notification_after_real_push_enqueues_one_image_event(
             "images": [{"image": f"{stack.registry.host}/demo/notified"}]}]}).environments[0]],
     })
     with ServerThread(create_app(cfg), stack.ports.receiver):
-        ctx = tmp_path / "ctx"
-        ctx.mkdir()
-        (ctx / "Dockerfile").write_text(f"FROM {stack.base_image}\nRUN echo notified > /n\n")
-        ref = f"{stack.registry.host}/demo/notified:2.0.0"
-        buildah = buildah_argv(stack.state_dir)
-        subprocess.run([*buildah, "bud", "--isolation", "chroot", "--tls-verify=false", "-t", ref, str(ctx)],
-                       check=True, capture_output=True)
-        subprocess.run([*buildah, "push", "--tls-verify=false", ref, f"docker://{ref}"], check=True,
-                       capture_output=True)
+        build_and_push(stack, tmp_path, f"{stack.registry.host}/demo/notified:2.0.0", "echo notified > /n")
         store = EventStore(redis_client)
         wait_until(lambda: len(store.list()) >= 1, timeout=20, what="registry notification recorded")
         manifest = httpx.get(f"{stack.registry.url}/v2/demo/notified/manifests/2.0.0",

@@ -14,10 +14,10 @@ import httpx
 from dramatiq import Worker
 
 from service.broker import make_broker
-from service.devstack.baseimage import buildah_argv
 from service.devstack.process import free_port
 from service.devstack.registry import Registry
 from service.devstack.stack import Stack
+from tests.fixtures_stack import build_and_push
 
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"
 
@@ -64,15 +64,7 @@ def test_buildah_build_with_run_is_pushed_and_registry_notifies(stack: Stack, tm
                         notify_token="tok")
     registry.start()
     try:
-        ctx = tmp_path / "ctx"
-        ctx.mkdir()
-        (ctx / "Dockerfile").write_text(f"FROM {stack.base_image}\nRUN echo built > /built.txt && cat /built.txt\n")
-        ref = f"{registry.host}/demo/app:1.0.0"
-        buildah = buildah_argv(stack.state_dir)
-        subprocess.run([*buildah, "bud", "--isolation", "chroot", "--tls-verify=false", "-t", ref, str(ctx)],
-                       check=True, capture_output=True)
-        subprocess.run([*buildah, "push", "--tls-verify=false", ref, f"docker://{ref}"], check=True,
-                       capture_output=True)
+        build_and_push(stack, tmp_path, f"{registry.host}/demo/app:1.0.0", "echo built > /built.txt && cat /built.txt")
         answer = httpx.get(f"{registry.url}/v2/demo/app/manifests/1.0.0", headers={"Accept": MANIFEST_TYPES})
         assert answer.status_code == 200
         digest = answer.headers["Docker-Content-Digest"]
