@@ -7,7 +7,6 @@ message are both in Redis (AOF, fsync always).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -143,7 +142,3 @@ def _combine(results: list[Answer]) -> Answer:
     if dupes:
         return Answer(200, {"duplicate": dupes[0], **body})
     return Answer(202, {"ignored": "; ".join(ignored), **body})
-
-
-def dumps(answer: Answer) -> bytes:
-    return json.dumps(answer.body).encode()

@@ -13,7 +13,6 @@ layer on top. Coordination state lives in Redis under ``shipline:``:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -378,7 +377,3 @@ def _observe(stage: str, started: float, result: dict[str, Any]) -> None:
     from service.metrics import STAGE_SECONDS
 
     STAGE_SECONDS.labels(stage=stage, outcome=str(result.get("status", "done"))).observe(time.monotonic() - started)
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, default=str)

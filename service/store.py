@@ -209,14 +209,6 @@ class EventStore:
         self._step(pipe, event_id, stage, status, detail, **extra)
         pipe.execute()
 
-    def set_status_and_step(self, event_id: str, status: str, stage: str, step_status: str,
-                            detail: str = "") -> None:
-        """``set_status`` then ``add_step``, in one round trip (one MULTI/EXEC)."""
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(PREFIX + "event:" + event_id, mapping={"status": status, "updated": time.time()})
-        self._step(pipe, event_id, stage, step_status, detail)
-        pipe.execute()
-
     @staticmethod
     def _step(pipe: Any, event_id: str, stage: str, status: str, detail: str, **extra: Any) -> None:
         step = {"stage": stage, "status": status, "detail": detail[-4000:], "at": time.time(), **extra}
