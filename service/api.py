@@ -37,6 +37,17 @@ def bearer_ok(request: Request, token: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), token.encode())
 
 
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, or ``MalformedPayload`` (400)."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError as exc:
+        raise MalformedPayload("body must be JSON") from exc
+    if not isinstance(body, dict):
+        raise MalformedPayload("body must be a JSON object")
+    return body
+
+
 def api_token(config: Config) -> str | None:
     if config.server.api_token is None:
         return None
@@ -115,12 +126,7 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         return JSONResponse({**answer.body, "replay_of": original.id}, answer.status)
 
     async def trigger(request: Request) -> Response:
-        try:
-            body = json.loads(await request.body())
-        except ValueError as exc:
-            raise MalformedPayload("body must be JSON") from exc
-        if not isinstance(body, dict):
-            raise MalformedPayload("body must be a JSON object")
+        body = await json_object(request)
         event = manual_event(body)
         record = _record(event, source="manual", receiver="api")
         answer = await to_thread.run_sync(ingest.submit, record, [])
@@ -131,10 +137,7 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         return JSONResponse({"targets": statuses})
 
     async def promote(request: Request) -> Response:
-        try:
-            body = json.loads(await request.body())
-        except ValueError as exc:
-            raise MalformedPayload("body must be JSON") from exc
+        body = await json_object(request)
         env_name, image = str(body.get("to", "")), str(body.get("image", ""))
         if env_name not in {e.name for e in config.environments}:
             raise MalformedPayload(f"unknown environment {env_name!r}")

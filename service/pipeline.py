@@ -165,13 +165,19 @@ class Pipeline:
         child = EventRecord(id=new_event_id(), source="shipline", receiver="build", kind=event.kind,
                             event=event_to_dict(event), correlation_id=parent.correlation_id or parent.id,
                             event_type="image built")
-        holder = self.store.claim([f"sem:{event.semantic_key}"], child.id)
+        holder = self._submit(child, f"sem:{event.semantic_key}")
         if holder is not None:  # the registry's own notification came first: same image, one bump
             self.store.link(holder, child.correlation_id)
-            return
-        self.store.save(child)
-        self.enqueue(QUEUE_EVENTS, "process_event", child.id)
-        self.store.set_status(child.id, "enqueued")
+
+    def _submit(self, record: EventRecord, dedupe_key: str) -> str | None:
+        """Record and enqueue an event Shipline makes itself, once per ``dedupe_key``; the holder's id
+        when the key was taken already."""
+        holder = self.store.claim([dedupe_key], record.id)
+        if holder is None:
+            self.store.save(record)
+            self.enqueue(QUEUE_EVENTS, "process_event", record.id)
+            self.store.set_status(record.id, "enqueued")
+        return holder
 
     # -- bump --------------------------------------------------------------------------
     def bump(self, env_name: str) -> dict[str, Any]:
@@ -263,12 +269,8 @@ class Pipeline:
                 record = EventRecord(id=new_event_id(), source="shipline", receiver="follow", kind=event.kind,
                                      event=event_to_dict(event), event_type=f"promote:{follower.name}")
                 record.correlation_id = record.id
-                if self.store.claim([f"follow:{follower.name}:{event.image}:{tag}"], record.id) is not None:
-                    continue  # already promoted this tag
-                self.store.save(record)
-                self.enqueue(QUEUE_EVENTS, "process_event", record.id)
-                self.store.set_status(record.id, "enqueued")
-                created.append(record.id)
+                if self._submit(record, f"follow:{follower.name}:{event.image}:{tag}") is None:
+                    created.append(record.id)  # else: this tag was promoted already
         return created
 
     def _first_report(self, env_name: str, event_id: str, revision: str) -> bool:

@@ -231,3 +231,12 @@ def test_registry_notification_after_real_push_enqueues_one_image_event(
         assert events[0].event["tag"] == "2.0.0"
         assert events[0].event["digest"] == manifest.headers["Docker-Content-Digest"]
         assert queued(redis_client) == 1
+
+
+def test_api_bodies_that_are_not_json_objects_are_400(client: TestClient) -> None:
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    for path in ("/api/events", "/api/promote"):
+        assert client.post(path, headers=auth, content=b"[1, 2]").status_code == 400
+        assert client.post(path, headers=auth, content=b"not json").status_code == 400
+    unknown = client.post("/api/promote", headers=auth, json={"image": "127.0.0.1:5000/demo/app", "to": "nowhere"})
+    assert unknown.status_code == 400 and "unknown environment" in unknown.text
