@@ -306,7 +306,9 @@ def format_ref(name: str, tag: str | None = None, digest: str | None = None) -> 
 
 
 def normalize_image(name: str) -> str:
-    """Docker Hub spellings collapse: ``docker.io/library/nginx`` == ``nginx``."""
+    """Docker Hub spellings collapse: ``docker.io/library/nginx`` == ``nginx``; case never matters
+    (registry hosts are case-insensitive and repository names are lower-case by the grammar)."""
+    name = name.lower()
     for prefix in ("index.docker.io/", "docker.io/", "registry-1.docker.io/"):
         if name.startswith(prefix):
             name = name[len(prefix) :]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from handlers.events import Event, GitPushed, ImagePushed
+from handlers.policy import same_image
 from service.config import Config, EnvironmentConfig, RepoConfig
 
 
@@ -25,13 +26,6 @@ def _repo_matches(candidates: list[str], event: GitPushed) -> bool:
     return any(a.endswith("/" + b) or b.endswith("/" + a) for a in names for b in seen)
 
 
-def normalize_image(image: str) -> str:
-    image = image.lower()
-    if image.startswith("docker.io/library/"):
-        return image.removeprefix("docker.io/library/")
-    return image.removeprefix("docker.io/")
-
-
 def repo_for(config: Config, event: GitPushed) -> RepoConfig | None:
     return next((r for r in config.repos if _repo_matches([r.url, *r.match], event)), None)
 
@@ -42,9 +36,7 @@ def envs_for_git(config: Config, event: GitPushed) -> list[EnvironmentConfig]:
 
 
 def envs_for_image(config: Config, event: ImagePushed) -> list[EnvironmentConfig]:
-    wanted = normalize_image(event.image)
-    return [env for env in config.environments
-            if any(normalize_image(i.image) == wanted for i in env.images)]
+    return [env for env in config.environments if any(same_image(i.image, event.image) for i in env.images)]
 
 
 def build_reason(repo: RepoConfig, event: GitPushed) -> str | None:

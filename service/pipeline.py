@@ -254,7 +254,7 @@ class Pipeline:
 
     def promote_followers(self, env: EnvironmentConfig, result: dict[str, Any]) -> list[str]:
         """Environments that follow ``env`` get its images once it is synced and Healthy."""
-        from handlers.routing import normalize_image
+        from handlers.policy import normalize_image
 
         created = []
         for follower in (e for e in self.config.environments if e.follows == env.name):
@@ -368,10 +368,9 @@ def leased_lock(r: Any, key: str) -> Iterator[Any]:
 
 
 def _update(image_update: Any, env: EnvironmentConfig, event: Any) -> Any:
-    from handlers.routing import normalize_image
+    from handlers.policy import same_image
 
-    policy = next((i.policy_name for i in env.images if normalize_image(i.image) == normalize_image(event.image)),
-                  None)
+    policy = next((i.policy_name for i in env.images if same_image(i.image, event.image)), None)
     return image_update(image=event.image, tag=event.tag, digest=event.digest, policy_name=policy)
 
 
