@@ -62,7 +62,7 @@ class KubeCluster:
         """Start (or reuse) the cluster and return once ``nodes`` kwok nodes are Ready and the
         ``default`` ServiceAccount exists; raises ``StackError`` with the failing log's tail."""
         state_dir = state_dir.resolve()
-        previous = cls._load(state_dir)
+        previous = cls.load(state_dir)
         if previous is not None and previous._all_running() and previous._api_ready():
             previous.nodes = max(previous.nodes, nodes)
             previous._ensure_nodes()
@@ -241,7 +241,7 @@ class KubeCluster:
         (self.state_dir / "kube.json").write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
-    def _load(cls, state_dir: Path) -> KubeCluster | None:
+    def load(cls, state_dir: Path) -> KubeCluster | None:
         try:
             data = json.loads((state_dir / "kube.json").read_text())
             data.update(state_dir=state_dir, bin_dir=Path(data["bin_dir"]))

@@ -110,7 +110,7 @@ class Stack:
 
         if start:
             return KubeCluster.start(self.kube_dir)
-        return KubeCluster._load(self.kube_dir)
+        return KubeCluster.load(self.kube_dir)
 
     def service_daemons(self) -> list[Daemon]:
         run = self.state_dir / "run"
