@@ -1,7 +1,8 @@
-"""Access to the shared, read-only webhook fixtures (``shared/fixtures/webhooks``).
+"""Access to the read-only webhook fixtures in ``tests/fixtures/webhooks`` (published payloads;
+provenance in its ``SOURCES.md``).
 
-Location: ``$SHIPLINE_FIXTURES`` if set, else ``<repo>/../shared/fixtures/webhooks``. A missing
-directory is an error at import time (tests fail loudly instead of silently skipping).
+Location: ``tests/fixtures/webhooks`` inside the repository; ``$SHIPLINE_FIXTURES`` overrides it.
+A missing directory is an error at import time (tests fail loudly instead of silently skipping).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any
 
 ENV = "SHIPLINE_FIXTURES"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+IN_REPO = REPO_ROOT / "tests" / "fixtures" / "webhooks"
 
 
 def fixtures_dir() -> Path:
     configured = os.environ.get(ENV)
-    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "fixtures" / "webhooks"
+    path = Path(configured) if configured else IN_REPO
     if not path.is_dir():
         raise FileNotFoundError(f"webhook fixtures not found at {path} (set {ENV} to their directory)")
     return path
