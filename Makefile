@@ -16,8 +16,7 @@ down:
 status:
 	@$(SHIPLINE) dev status --state-dir $(STATE_DIR)
 
-test: bootstrap
-	.venv/bin/ruff check service handlers tests bench
+test: bootstrap lint
 	.venv/bin/pytest -q $(PYTEST_ARGS)
 
 chaos: bootstrap
@@ -26,7 +25,8 @@ chaos: bootstrap
 	.venv/bin/python -m tests.chaos.report || status=1; exit $$status
 
 lint:
-	.venv/bin/ruff check service handlers tests bench
+	.venv/bin/ruff check service handlers devstack tests bench
+	.venv/bin/lint-imports --no-cache
 
 bench: bootstrap
 	SHIPLINE_EXTRA_PACKAGES="wrk webhook" scripts/bootstrap.sh

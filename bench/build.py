@@ -67,12 +67,12 @@ class AppRepo:
 
 
 def bench(quick: bool = False) -> Section:
+    from devstack.baseimage import build_base_image
+    from devstack.gitrepos import GitServer
+    from devstack.process import free_port
+    from devstack.registry import Registry
     from handlers.build.run import build_push
-    from service.config import BuildSettings, RegistryConfig, RepoConfig
-    from service.devstack.baseimage import build_base_image
-    from service.devstack.gitrepos import GitServer
-    from service.devstack.process import free_port
-    from service.devstack.registry import Registry
+    from handlers.settings import BuildSettings, RegistryConfig, RepoConfig
 
     rounds = 2 if quick else 5
     section = Section("build", "Build")

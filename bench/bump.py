@@ -66,7 +66,7 @@ def write_repo(work: Path, files: int) -> str:
 
 
 def environment(url: str) -> Any:
-    from service.config import EnvironmentConfig
+    from handlers.settings import EnvironmentConfig
 
     return EnvironmentConfig.model_validate({
         "name": "staging", "git": {"url": url, "branch": "main", "path": "deploy"}, "markers": [MARKER],
@@ -122,8 +122,8 @@ def one_bump(env: Any, state: Path, tag: str, url: str) -> tuple[float, str]:
 
 
 def bench(quick: bool = False) -> Section:
-    from service.devstack.gitrepos import GitServer
-    from service.devstack.process import free_port
+    from devstack.gitrepos import GitServer
+    from devstack.process import free_port
 
     files = 10_000
     rounds = 3 if quick else 7

@@ -212,7 +212,7 @@ class Proc:
                                           start_new_session=True)
 
     def wait_port(self, port: int, timeout: float = 30) -> Proc:
-        from service.devstack.process import port_open
+        from devstack.process import port_open
 
         deadline = time.monotonic() + timeout
         while not port_open(port):

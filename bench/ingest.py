@@ -182,8 +182,8 @@ def accepted_by_metrics(url: str) -> dict[str, float]:
 
 
 def bench(quick: bool = False) -> Section:
-    from service.devstack.process import free_port
-    from service.devstack.redis import RedisServer
+    from devstack.process import free_port
+    from devstack.redis import RedisServer
 
     seconds = 4 if quick else 10
     section = Section("ingest", "Ingest")

@@ -1,7 +1,7 @@
 """Lead time: a real ``buildah push`` of a new tag to the local registry → the registry's notification →
 the staging manifests commit pushed → the change applied in the local cluster (→ rolled out).
 
-The demo layout (``service.devstack.demo``) with ``shipline serve`` and ``shipline worker`` running as
+The demo layout (``devstack.demo``) with ``shipline serve`` and ``shipline worker`` running as
 real processes, exactly as ``make up`` runs them. The image is built once; each round tags it
 ``0.1.<n>`` and pushes that tag (bypassing the git build, so what is timed starts at the registry).
 
@@ -93,10 +93,10 @@ def one_round(ctx: dict[str, Any], n: int) -> dict[str, float]:
 def bench(quick: bool = False) -> Section:
     from kubernetes import client, config
 
-    from service.devstack.baseimage import build_base_image, buildah_argv
-    from service.devstack.demo import create_demo
-    from service.devstack.kube import KubeCluster
-    from service.devstack.stack import Stack
+    from devstack.baseimage import build_base_image, buildah_argv
+    from devstack.demo import create_demo
+    from devstack.kube import KubeCluster
+    from devstack.stack import Stack
     from service.store import EventStore
 
     rounds = 6 if quick else 30

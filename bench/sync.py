@@ -49,7 +49,7 @@ def write_checkout(checkout: Path, count: int, changed: int | None = None) -> No
 
 
 def environment(kubeconfig: Path, namespace: str) -> Any:
-    from service.config import EnvironmentConfig
+    from handlers.settings import EnvironmentConfig
 
     return EnvironmentConfig.model_validate({
         "name": "bench", "git": {"url": "http://127.0.0.1/unused.git", "branch": "main", "path": "manifests"},
@@ -116,7 +116,7 @@ def create_namespace(kubeconfig: Path, name: str) -> None:
 
 
 def bench(quick: bool = False) -> Section:
-    from service.devstack.kube import KubeCluster
+    from devstack.kube import KubeCluster
 
     count = 300 if quick else 1000
     section = Section("sync", "Sync")

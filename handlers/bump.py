@@ -22,10 +22,11 @@ from pathlib import Path
 from handlers.errors import PermanentError, TransientError
 from handlers.events import short_hash
 from handlers.gitops import ManifestsRepo, PushRejected, parse_author
+from handlers.images import same_image, short_name
 from handlers.manifests import Change, ImageUpdate, Target, apply, scan
-from handlers.policy import choose, same_image
+from handlers.policy import choose
+from handlers.settings import EnvImageConfig, EnvironmentConfig
 from handlers.validate import validate_delivery_id, validate_relpath
-from service.config import EnvImageConfig, EnvironmentConfig
 
 MAX_ATTEMPTS = 8
 BASE_DELAY = 0.2
@@ -171,7 +172,7 @@ def commit_message(env: EnvironmentConfig, changes: Sequence[Change], updates: S
                    event_ids: Sequence[str]) -> str:
     """Subject, one line per change, then trailers (``git interpret-trailers`` format)."""
     digests = {u.image: u.digest for u in updates}
-    moved = sorted({(_short(c.image), next(u.tag for u in updates if u.image == c.image)) for c in changes})
+    moved = sorted({(short_name(c.image), next(u.tag for u in updates if u.image == c.image)) for c in changes})
     subject = f"chore({env.name}): bump " + ", ".join(f"{name} to {tag}" for name, tag in moved)
     if len(subject) > SUBJECT_MAX:
         subject = f"chore({env.name}): bump {len(moved)} images"
@@ -181,8 +182,3 @@ def commit_message(env: EnvironmentConfig, changes: Sequence[Change], updates: S
     trailers += [f"Shipline-Environment: {env.name}", "Shipline-Bot: true"]
     return "\n".join([subject, "", *body, "", *trailers]) + "\n"
 
-
-def _short(image: str) -> str:
-    """``registry.example/app/frontend`` → ``app/frontend`` (the registry host is noise here)."""
-    first, sep, rest = image.partition("/")
-    return rest if sep and ("." in first or ":" in first or first == "localhost") else image

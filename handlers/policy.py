@@ -28,7 +28,7 @@ from typing import Any
 import semver
 
 from handlers.errors import PermanentError
-from service.config import PolicyConfig
+from handlers.settings import PolicyConfig
 
 DESCRIBE_RE = re.compile(r"^(?P<base>\d+\.\d+\.\d+)-(?P<n>\d+)-g(?P<sha>[0-9a-f]{4,40})$")
 _PART = r"(?:\d+|[xX*])"
@@ -266,55 +266,3 @@ def _template(extract: str) -> str:
     """Flux/Go style ``$name``, ``${name}``, ``$1`` to Python's ``\\g<name>``."""
     escaped = extract.replace("\\", "\\\\")
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: f"\\g<{m[1] or m[2]}>", escaped)
-
-
-# --- image references -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ImageRef:
-    """``name[:tag][@digest]``; the tag is the part after the last ``:`` past the last ``/``."""
-
-    name: str
-    tag: str | None = None
-    digest: str | None = None
-
-    @classmethod
-    def parse(cls, ref: str) -> ImageRef:
-        rest, _, digest = ref.partition("@")
-        slash = rest.rfind("/")
-        colon = rest.rfind(":")
-        if colon > slash:
-            return cls(rest[:colon], rest[colon + 1 :], digest or None)
-        return cls(rest, None, digest or None)
-
-    def format(self) -> str:
-        tag = f":{self.tag}" if self.tag else ""
-        digest = f"@{self.digest}" if self.digest else ""
-        return f"{self.name}{tag}{digest}"
-
-    def __str__(self) -> str:
-        return self.format()
-
-
-def parse_ref(ref: str) -> ImageRef:
-    return ImageRef.parse(ref)
-
-
-def format_ref(name: str, tag: str | None = None, digest: str | None = None) -> str:
-    return ImageRef(name, tag, digest).format()
-
-
-def normalize_image(name: str) -> str:
-    """Docker Hub spellings collapse: ``docker.io/library/nginx`` == ``nginx``; case never matters
-    (registry hosts are case-insensitive and repository names are lower-case by the grammar)."""
-    name = name.lower()
-    for prefix in ("index.docker.io/", "docker.io/", "registry-1.docker.io/"):
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-            break
-    return name.removeprefix("library/")
-
-
-def same_image(a: str, b: str) -> bool:
-    return normalize_image(a) == normalize_image(b)

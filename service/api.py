@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from handlers.errors import ConfigError, MalformedPayload, UnsafeInput
 from handlers.events import GitPushed, ImagePushed, event_from_dict, event_to_dict
+from handlers.images import ImageRef, same_image
 from handlers.validate import (
     validate_clone_url,
     validate_digest,
@@ -62,11 +63,11 @@ def manual_event(body: dict[str, Any]) -> GitPushed | ImagePushed:
     ``{"type": "git_pushed", "repo": "...", "ref": "refs/heads/main", "sha": "<40 hex>"}``."""
     kind = body.get("type")
     if kind == "image_pushed":
-        image = str(body.get("image", ""))
-        registry, _, repository = image.partition("/")
-        if not repository:
-            raise MalformedPayload("image must be 'registry/repository'")
-        return ImagePushed(registry=validate_registry_host(registry), repository=validate_repository(repository),
+        image = ImageRef.parse(str(body.get("image", "")))
+        if not image.name or image.tag or image.digest:
+            raise MalformedPayload("image must be 'registry/repository' (the tag goes in 'tag')")
+        return ImagePushed(registry=validate_registry_host(image.host),
+                           repository=validate_repository(image.repository),
                            tag=validate_tag(str(body.get("tag", ""))),
                            digest=validate_digest(str(body.get("digest", ""))),
                            delivery_id="", source="manual")
@@ -171,9 +172,9 @@ def upstream_tag(targets: TargetStatusStore, env_names: list[str], image: str) -
     """The tag another environment currently runs for ``image`` (from its last sync)."""
     for name in env_names:
         for ref in targets.get(name).get("images") or []:
-            repo, _, tag = str(ref).rpartition(":")
-            if repo == image and tag:
-                return tag.split("@")[0]
+            running = ImageRef.parse(str(ref))
+            if running.tag and same_image(running.name, image):
+                return running.tag
     return None
 
 

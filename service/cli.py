@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 
 from handlers.errors import ShiplineError
-from service.devstack.process import StackError
 
 app = typer.Typer(help="Shipline: Git push to running software, GitOps-style.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -28,18 +27,17 @@ StateOpt = Annotated[Path | None, typer.Option("--state-dir", help="dev stack st
 
 def _config(path: Path | None) -> Any:
     """``--config``, else $SHIPLINE_CONFIG, else ./shipline.yaml, else the running dev stack's."""
-    from service.config import CONFIG_ENV, DEFAULT_CONFIG, load_config
-    from service.devstack.stack import DEFAULT_STATE_DIR
+    from service.config import CONFIG_ENV, DEFAULT_CONFIG, DEV_STATE_DIR, load_config
 
     if path is None and not os.environ.get(CONFIG_ENV) and not DEFAULT_CONFIG.exists():
-        dev = Path(os.environ.get("SHIPLINE_STATE_DIR", DEFAULT_STATE_DIR)) / "shipline.yaml"
+        dev = Path(os.environ.get("SHIPLINE_STATE_DIR", DEV_STATE_DIR)) / "shipline.yaml"
         if dev.exists():
             path = dev
     return load_config(path)
 
 
 def _stack(state_dir: Path | None) -> Any:
-    from service.devstack.stack import DEFAULT_STATE_DIR, Stack
+    from devstack.stack import DEFAULT_STATE_DIR, Stack
 
     return Stack(state_dir or Path(os.environ.get("SHIPLINE_STATE_DIR", DEFAULT_STATE_DIR)))
 
@@ -87,7 +85,7 @@ def dev_up(state_dir: StateOpt = None, kube: bool = True,
            demo: Annotated[bool, typer.Option(help="create the demo repos and config (implies --services)")] = False,
            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Install what is missing and start the stack (idempotent)."""
-    from service.devstack.install import ensure_installed
+    from devstack.install import ensure_installed
 
     def progress(message: str) -> None:
         typer.echo(f"· {message}", err=True)
@@ -99,7 +97,7 @@ def dev_up(state_dir: StateOpt = None, kube: bool = True,
     status = stack.up(kube=kube, progress=progress)
     steps: list[str] = []
     if demo:
-        from service.devstack.demo import create_demo, next_steps
+        from devstack.demo import create_demo, next_steps
 
         progress("creating the demo repos (shop, shop-deploy)")
         repos = create_demo(stack)
@@ -166,7 +164,7 @@ def config_check(config: ConfigOpt = None) -> None:
 def main() -> None:
     try:
         app()
-    except (ShiplineError, StackError) as exc:
+    except ShiplineError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
 

@@ -17,7 +17,6 @@ from dramatiq.brokers.redis import RedisBroker
 
 from handlers.errors import ConfigError
 from handlers.events import Event, event_to_dict
-from handlers.routing import ignore_reason
 from handlers.sources import get_source
 from handlers.sources.base import Parsed, Secrets
 from service.broker import QUEUE_EVENTS, message
@@ -85,7 +84,7 @@ class Ingest:
 
     def _one(self, receiver: ReceiverConfig, parsed: Parsed, event: Event,
              headers: Mapping[str, str], body: bytes, secrets: Secrets) -> Answer:
-        reason = ignore_reason(self.config, event)
+        reason = self.config.router.ignore_reason(event)
         if reason is not None:
             return Answer(202, {"ignored": reason})
         record = EventRecord(

@@ -26,7 +26,8 @@ import httpx
 
 from handlers.errors import ConfigError
 from handlers.events import GitPushed
-from service.config import CommitStatusConfig, Config, EnvironmentConfig, NotifyConfig, RepoConfig
+from handlers.settings import CommitStatusConfig, EnvironmentConfig, NotifyConfig, RepoConfig
+from service.config import Config
 
 log = logging.getLogger("shipline.notify")
 TIMEOUT = httpx.Timeout(5.0, connect=2.0)

@@ -24,10 +24,12 @@ from typing import Any
 from redis.exceptions import LockError
 
 from handlers.events import GitPushed, ImagePushed, event_from_dict, event_to_dict
-from handlers.routing import build_reason, envs_for_git, envs_for_image, repo_for
+from handlers.images import ImageRef, normalize_image, same_image
+from handlers.routing import build_reason
+from handlers.settings import EnvironmentConfig
 from service import notify
 from service.broker import QUEUE_BUILD, QUEUE_BUMP, QUEUE_EVENTS, QUEUE_SYNC
-from service.config import Config, EnvironmentConfig
+from service.config import Config
 from service.store import EventRecord, EventStore, new_event_id
 from service.targets import TargetStatusStore
 
@@ -73,12 +75,12 @@ class Pipeline:
 
     def _route_push(self, record: EventRecord, event: GitPushed) -> str:
         stages = []
-        repo = repo_for(self.config, event)
+        repo = self.config.router.repo_for(event)
         if repo is not None and build_reason(repo, event) is None:
             self.r.set(f"shipline:build:latest:{repo.name}:{event.ref}", record.id)
             self.enqueue(QUEUE_BUILD, "build_repo", record.id, repo.name)
             stages.append(f"build {repo.name}")
-        for env in envs_for_git(self.config, event):
+        for env in self.config.router.envs_for_git(event):
             self.request_sync(env.name, record.id)
             stages.append(f"sync {env.name}")
         if not stages:
@@ -88,9 +90,9 @@ class Pipeline:
     def _route_image(self, record: EventRecord, event: ImagePushed) -> str:
         if record.event_type.startswith("promote:"):
             wanted = record.event_type.removeprefix("promote:")
-            envs = [e for e in envs_for_image(self.config, event) if e.name == wanted]
+            envs = [e for e in self.config.router.envs_for_image(event) if e.name == wanted]
         else:
-            envs = [e for e in envs_for_image(self.config, event) if e.trigger in ("branch", "release")]
+            envs = [e for e in self.config.router.envs_for_image(event) if e.trigger in ("branch", "release")]
         for env in envs:
             self.r.sadd(f"shipline:bump:pending:{env.name}", record.id)
             self.enqueue(QUEUE_BUMP, "bump_env", env.name)
@@ -159,8 +161,8 @@ class Pipeline:
 
     def emit_image(self, parent: EventRecord, image: str, tag: str, digest: str) -> None:
         """The built image as an ``ImagePushed``; deduplicated against the registry's own notification."""
-        registry, _, repository = image.partition("/")
-        event = ImagePushed(registry=registry, repository=repository, tag=tag, digest=digest,
+        ref = ImageRef.parse(image)
+        event = ImagePushed(registry=ref.host, repository=ref.repository, tag=tag, digest=digest,
                             delivery_id=f"build:{parent.id}", source="shipline")
         child = EventRecord(id=new_event_id(), source="shipline", receiver="build", kind=event.kind,
                             event=event_to_dict(event), correlation_id=parent.correlation_id or parent.id,
@@ -254,17 +256,14 @@ class Pipeline:
 
     def promote_followers(self, env: EnvironmentConfig, result: dict[str, Any]) -> list[str]:
         """Environments that follow ``env`` get its images once it is synced and Healthy."""
-        from handlers.policy import normalize_image
-
         created = []
         for follower in (e for e in self.config.environments if e.follows == env.name):
             wanted = {normalize_image(i.image) for i in follower.images}
-            for ref in result.get("images", []):
-                image, _, tag = str(ref).split("@")[0].rpartition(":")
-                if not tag or "/" not in image or normalize_image(image) not in wanted:
+            for running in (ImageRef.parse(str(ref)) for ref in result.get("images", [])):
+                tag = running.tag
+                if not tag or normalize_image(running.name) not in wanted:
                     continue
-                registry, _, repository = image.partition("/")
-                event = ImagePushed(registry=registry, repository=repository, tag=tag, digest="",
+                event = ImagePushed(registry=running.host, repository=running.repository, tag=tag, digest="",
                                     delivery_id=f"follow:{env.name}", source="shipline")
                 record = EventRecord(id=new_event_id(), source="shipline", receiver="follow", kind=event.kind,
                                      event=event_to_dict(event), event_type=f"promote:{follower.name}")
@@ -368,8 +367,6 @@ def leased_lock(r: Any, key: str) -> Iterator[Any]:
 
 
 def _update(image_update: Any, env: EnvironmentConfig, event: Any) -> Any:
-    from handlers.policy import same_image
-
     policy = next((i.policy_name for i in env.images if same_image(i.image, event.image)), None)
     return image_update(image=event.image, tag=event.tag, digest=event.digest, policy_name=policy)
 

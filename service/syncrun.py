@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from handlers.gitops import ManifestsRepo
-from service.config import EnvironmentConfig
+from handlers.settings import EnvironmentConfig
 
 
 def checkout(env: EnvironmentConfig, state_dir: Path) -> tuple[Path, str]:

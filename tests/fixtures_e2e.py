@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.devstack.demo import create_demo
-from service.devstack.kube import KubeCluster
-from service.devstack.stack import Stack
+from devstack.demo import create_demo
+from devstack.kube import KubeCluster
+from devstack.stack import Stack
 
 STANDIN_TOKEN = "standin-provider-token"
 

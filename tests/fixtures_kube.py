@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.devstack.kube import KubeCluster
+from devstack.kube import KubeCluster
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from service.devstack.stack import Stack
+from devstack.stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(state)
     for component in (s.redis, s.registry, s.git):
         component.start()
-    from service.devstack.baseimage import build_base_image
+    from devstack.baseimage import build_base_image
 
     build_base_image(s.state_dir, s.registry.host)
     yield s
@@ -69,7 +69,7 @@ def build_and_push(stack: Stack, workdir: Path, ref: str, run: str) -> None:
     """buildah: a one-``RUN`` image on the stack's base, built in ``workdir/ctx`` and pushed as ``ref``."""
     import subprocess
 
-    from service.devstack.baseimage import buildah_argv
+    from devstack.baseimage import buildah_argv
 
     ctx = workdir / "ctx"
     ctx.mkdir(exist_ok=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 from kubernetes import client
 
-from service.devstack.process import wait_until
-from service.devstack.stack import Stack
+from devstack.process import wait_until
+from devstack.stack import Stack
 
 GIT = ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
 

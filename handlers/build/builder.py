@@ -35,9 +35,10 @@ from handlers.build.errors import (
     log_tail,
 )
 from handlers.build.process import ProcessTimedOut, run_logged
-from handlers.build.registry import ImageRef, credentials
+from handlers.build.registry import credentials
 from handlers.errors import PermanentError
-from service.config import RegistryConfig
+from handlers.images import ImageRef
+from handlers.settings import RegistryConfig
 
 PUSH_TIMEOUT_SECONDS = 600.0
 """Per tag; past it the push is killed and counts as a transient registry failure."""
@@ -89,7 +90,7 @@ class BuildahBuilder:
         return BuiltImage(spec.image, spec.tags, digest)
 
     def _base(self) -> list[str]:
-        """Same storage layout as ``service.devstack.baseimage.buildah_argv`` (shared layer cache)."""
+        """Same storage layout as ``devstack.baseimage.buildah_argv`` (shared layer cache)."""
         binary = shutil.which("buildah")
         if binary is None:
             raise PermanentError("buildah not found: install it with: apt-get install buildah")

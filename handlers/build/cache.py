@@ -24,8 +24,8 @@ from handlers.build.changes import context_dir
 from handlers.build.mirror import Mirror
 from handlers.build.registry import RegistryClient
 from handlers.errors import PermanentError
+from handlers.settings import ImageBuildConfig
 from handlers.validate import validate_relpath, validate_sha
-from service.config import ImageBuildConfig
 
 KEY_VERSION = 1
 

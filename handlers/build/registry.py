@@ -16,8 +16,9 @@ import httpx
 
 from handlers.build.errors import PushDenied, RegistryUnavailable
 from handlers.errors import PermanentError
+from handlers.images import DOCKER_HUB, ImageRef
+from handlers.settings import RegistryConfig
 from handlers.validate import validate_registry_host, validate_repository
-from service.config import RegistryConfig
 
 HTTP_TIMEOUT_SECONDS = 30.0
 MANIFEST_TYPES = (
@@ -26,7 +27,6 @@ MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
-DOCKER_HUB = "docker.io"
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -38,26 +38,12 @@ class Credentials:
     password: str = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class ImageRef:
-    """``host/repository`` split the way docker does (a first part with ``.``/``:`` is a host)."""
-
-    host: str
-    repository: str
-
-    @classmethod
-    def parse(cls, name: str) -> ImageRef:
-        first, _, rest = name.partition("/")
-        if rest and ("." in first or ":" in first or first == "localhost"):
-            host, repository = first, rest
-        else:
-            host, repository = DOCKER_HUB, name if "/" in name else f"library/{name}"
-        return cls(validate_registry_host(host, field="image host"),
-                   validate_repository(repository, field="image repository"))
-
-    @property
-    def name(self) -> str:
-        return f"{self.host}/{self.repository}"
+def registry_image(name: str) -> ImageRef:
+    """An image name to build or push, with its host and repository validated."""
+    ref = ImageRef.parse(name)
+    validate_registry_host(ref.host, field="image host")
+    validate_repository(ref.repository, field="image repository")
+    return ImageRef(ref.canonical)
 
 
 def credentials(config: RegistryConfig | None) -> Credentials | None:

@@ -24,14 +24,15 @@ from handlers.build.cache import BuildIndex, context_key, reusable
 from handlers.build.changes import changed_images, context_dir, dockerfile_path
 from handlers.build.errors import BuildFailed, Superseded
 from handlers.build.mirror import Mirror
-from handlers.build.registry import ImageRef, client_for
+from handlers.build.registry import client_for, registry_image
 from handlers.build.report import BuildIncomplete, BuildReport, ImageResult
 from handlers.build.tags import TagValues, render, templates_for, values_for
 from handlers.errors import ConfigError, PermanentError, TransientError
 from handlers.events import GitPushed
+from handlers.images import ImageRef
 from handlers.routing import build_reason
+from handlers.settings import BuildSettings, ImageBuildConfig, RegistryConfig, RepoConfig
 from handlers.validate import validate_ref, validate_sha
-from service.config import BuildSettings, ImageBuildConfig, RegistryConfig, RepoConfig
 
 __all__ = ["BuildIncomplete", "BuildReport", "ImageResult", "build_push"]
 
@@ -114,7 +115,7 @@ class _Job:
         if not tags:
             why = f"no tag template of {list(image.tags)} fits a {'tag' if self.event.is_tag else 'branch'} push"
             return ImageResult(image.name, "skipped", reason=why)
-        ref = ImageRef.parse(image.name)
+        ref = registry_image(image.name)
         key = context_key(self.mirror, self.values.sha, image, dockerfile_path(image))
         client = client_for(ref, self.registries)
         try:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from handlers.build.mirror import Mirror
 from handlers.events import GitPushed
+from handlers.settings import ImageBuildConfig
 from handlers.validate import validate_sha, validate_tag
-from service.config import ImageBuildConfig
 
 RELEASE_GLOB = "[0-9]*.[0-9]*.[0-9]*"
 SHORT = 7

@@ -6,10 +6,10 @@ from collections.abc import Iterator, Sequence
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from handlers.images import same_image
 from handlers.manifests.markers import Rewrite
 from handlers.manifests.model import ImageUpdate
 from handlers.manifests.nodes import mapping_get
-from handlers.policy import same_image
 
 MARKER = "kustomize:images"
 

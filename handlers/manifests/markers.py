@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from ruamel.yaml.nodes import ScalarNode
 
+from handlers.images import ImageRef, normalize_image, same_image
 from handlers.manifests.model import ImageUpdate
 from handlers.manifests.nodes import Scalar, mapping_get
-from handlers.policy import ImageRef, normalize_image, same_image
 
 NAME_KEYS = ("repository", "image", "name")
 FLUX_RE = re.compile(r"^\s*#\s*(\{.*\})\s*$")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from handlers.errors import PermanentError
+from handlers.images import split_host
 from handlers.validate import validate_digest, validate_registry_host, validate_repository, validate_tag
 
 
@@ -40,12 +41,10 @@ def validate_update(update: ImageUpdate) -> None:
 
 def validate_image(image: str) -> str:
     """``[host[:port]/]repository``; the first component is a host if it has ``.``/``:`` or is localhost."""
-    first, sep, rest = image.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        validate_registry_host(first, field="image")
-        validate_repository(rest, field="image")
-    else:
-        validate_repository(image, field="image")
+    host, repository = split_host(image)
+    if host:
+        validate_registry_host(host, field="image")
+    validate_repository(repository, field="image")
     return image
 
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from handlers.errors import PermanentError, TransientError
+from handlers.settings import EnvironmentConfig
 from handlers.sync import drift
 from handlers.sync.fields import field_changes
 from handlers.sync.kubeapi import Conflict, KubeApi, NotFound, Resource
 from handlers.sync.objects import ANNOTATION_REVISION, Obj, ObjRef, annotation, mark, ref_of
-from service.config import EnvironmentConfig
 
 CRD_KIND = "CustomResourceDefinition"
 FIRST = ("Namespace", CRD_KIND)

@@ -13,13 +13,13 @@ from typing import Any
 
 from kubernetes import client
 
+from handlers.settings import EnvironmentConfig
 from handlers.sync.apply import Applier, Desired, ordered
 from handlers.sync.fields import SHIPLINE_ANNOTATIONS, FieldChange, field_changes
 from handlers.sync.inventory import prune, read_inventory, stale
 from handlers.sync.kubeapi import Conflict, KubeApi, NotFound, kube_client
 from handlers.sync.objects import Obj, ObjRef, ref_of
 from handlers.sync.render import render
-from service.config import EnvironmentConfig
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import json
 from dataclasses import dataclass
 
 from handlers.errors import PermanentError
+from handlers.settings import EnvironmentConfig
 from handlers.sync.kubeapi import KubeApi, NotFound
 from handlers.sync.objects import ObjRef, owned_by
-from service.config import EnvironmentConfig
 
 PREFIX = "shipline-inventory-"
 LABEL_INVENTORY = "shipline.dev/inventory"

@@ -22,8 +22,8 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from handlers.errors import ConfigError, PermanentError, TransientError
+from handlers.settings import ClusterConfig
 from handlers.sync.objects import MANAGER, Obj, ObjRef
-from service.config import ClusterConfig
 
 REQUEST_TIMEOUT = 30.0
 APPLY_TYPE = "application/apply-patch+yaml"

@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes import client
 
 from handlers.errors import PermanentError
+from handlers.settings import EnvironmentConfig
 from handlers.sync.apply import FIRST, Applier, Desired, Outcome, ordered
 from handlers.sync.drift import Drift
 from handlers.sync.health import Health, check_health, wait_healthy
@@ -22,7 +23,6 @@ from handlers.sync.inventory import Inventory, prune, read_inventory, stale, wri
 from handlers.sync.kubeapi import KubeApi, kube_client
 from handlers.sync.objects import ObjRef, images_of
 from handlers.sync.render import RenderError, render
-from service.config import EnvironmentConfig
 
 
 class EmptyRender(PermanentError):

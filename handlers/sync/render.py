@@ -29,9 +29,9 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from handlers.errors import ConfigError, PermanentError, TransientError
+from handlers.settings import EnvironmentConfig
 from handlers.sync.objects import Obj
 from handlers.yamlsafe import load_yaml_all, load_yaml_text
-from service.config import EnvironmentConfig
 
 KUSTOMIZE_TIMEOUT = 120
 MAX_FILE_BYTES = 4 * 1024 * 1024

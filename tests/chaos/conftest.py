@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.devstack.kube import KubeCluster
-from service.devstack.stack import Stack
+from devstack.kube import KubeCluster
+from devstack.stack import Stack
 from tests.chaos.world import World
 
 HERE = Path(__file__).parent

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import httpx
 
+from devstack.process import StackError
 from service.broker import NAMESPACE, QUEUE_EVENTS, REDELIVERY_BOUND_SECONDS
-from service.devstack.process import StackError
 from tests.chaos.results import record
 from tests.chaos.world import World, post, wait_for
 

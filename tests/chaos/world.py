@@ -25,12 +25,12 @@ from typing import Any
 import httpx
 import redis
 
+from devstack.demo import TEMPLATE
+from devstack.kube import KubeCluster
+from devstack.process import Daemon, free_port, port_open, wait_until
+from devstack.redis import RedisServer
+from devstack.stack import Stack
 from service.broker import NAMESPACE
-from service.devstack.demo import TEMPLATE
-from service.devstack.kube import KubeCluster
-from service.devstack.process import Daemon, free_port, port_open, wait_until
-from service.devstack.redis import RedisServer
-from service.devstack.stack import Stack
 from service.store import EventRecord, EventStore
 
 GIT = ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.com"]

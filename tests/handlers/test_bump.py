@@ -13,7 +13,7 @@ from handlers.bump import BumpResult, backoff, bump, commit_message, push_target
 from handlers.errors import PermanentError, TransientError
 from handlers.gitops import ManifestsRepo, PushRejected, parse_author
 from handlers.manifests import Change, ImageUpdate
-from service.config import EnvImageConfig, EnvironmentConfig, GitLocation, PolicyConfig, RenderConfig
+from handlers.settings import EnvImageConfig, EnvironmentConfig, GitLocation, PolicyConfig, RenderConfig
 
 N = 10
 IMAGES = [f"registry.local/shop/img{i}" for i in range(N)]

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from devstack.stack import Stack
 from service.app import create_app
 from service.broker import NAMESPACE, QUEUE_EVENTS
 from service.config import parse_config
-from service.devstack.stack import Stack
 from tests.webhook_fixtures import fixture_json
 
 SECRET = "injection-test-secret"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from devstack.kube import KubeCluster
+from handlers.settings import ClusterConfig, EnvironmentConfig, GitLocation
 from handlers.sync.reconcile import sync_environment
-from service.config import ClusterConfig, EnvironmentConfig, GitLocation
-from service.devstack.kube import KubeCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNC_SA = "system:serviceaccount:shipline-system:shipline-sync"

@@ -10,8 +10,9 @@ import pytest
 
 from handlers.errors import ConfigError
 from handlers.manifests import ImageUpdate, scan
+from handlers.settings import EnvironmentConfig, GitLocation, RenderConfig
 from handlers.sync.render import RenderError, render
-from service.config import EnvironmentConfig, GitLocation, RenderConfig, load_config
+from service.config import load_config
 
 
 def laughs() -> str:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.process import free_port
 from service.app import create_app
 from service.config import load_config
-from service.devstack.process import free_port
 from tests.fixtures_stack import ServerThread
 from tests.webhook_fixtures import fixture_json
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from handlers.errors import ConfigError
+from handlers.secrets import SecretRef
 from service.config import load_config, parse_config
-from service.secrets import SecretRef
 
 MINIMAL = {"receivers": [{"source": "github", "secret": {"env": "GH_SECRET"}}]}
 
@@ -24,7 +24,7 @@ def test_minimal_config_loads_with_defaults(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("data", "path", "hint"), [
     ({"server": {"prot": 1}}, "server.prot", "unknown key"),
-    ({"receivers": [{"source": "svn"}]}, "receivers.0.source", "Input should be"),
+    ({"receivers": [{"source": "svn"}]}, "receivers.0.source", "unknown source 'svn'; use one of"),
     ({"repos": [{"name": "Bad Name", "url": "x"}]}, "repos.0.name", "pattern"),
     ({"repos": [{"name": "a", "url": "x", "images": [{"name": "r/a", "context": "../up"}]}]},
      "repos.0.images.0.context", "inside the repository"),

@@ -14,11 +14,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from devstack.process import free_port, wait_until
 from service import metrics
 from service.app import create_app
 from service.broker import QUEUE_BUILD, make_broker, message
 from service.config import parse_config
-from service.devstack.process import free_port, wait_until
 from service.store import EventRecord, EventStore
 
 

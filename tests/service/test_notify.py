@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from devstack.process import free_port
 from handlers.events import GitPushed
 from service import notify
 from service.config import Config, parse_config
-from service.devstack.process import free_port
 from tests.fixtures_e2e import STANDIN_TOKEN, Standins
 from tests.fixtures_stack import ServerThread
 

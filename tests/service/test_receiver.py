@@ -12,12 +12,12 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from devstack.process import free_port
+from devstack.redis import RedisServer
+from devstack.stack import Stack
 from service.app import create_app
 from service.broker import NAMESPACE, QUEUE_EVENTS
 from service.config import Config, parse_config
-from service.devstack.process import free_port
-from service.devstack.redis import RedisServer
-from service.devstack.stack import Stack
 from service.store import EventStore
 from tests.webhook_fixtures import fixture_json as load_fixture
 
@@ -205,7 +205,7 @@ def test_redis_down_gives_503_then_accepts_after_restart(tmp_path: Path) -> None
 def test_registry_notification_after_real_push_enqueues_one_image_event(
         tmp_path: Path, stack: Stack, redis_client) -> None:
 
-    from service.devstack.process import wait_until
+    from devstack.process import wait_until
     from tests.fixtures_stack import ServerThread, build_and_push
 
     cfg = make_config(tmp_path, stack.redis.url).model_copy(update={

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from service.devstack.kube import CONTEXT, KubeCluster
+from devstack.kube import CONTEXT, KubeCluster
 
 pytestmark = pytest.mark.stack
 APPLY = {"field_manager": "shipline-test", "_content_type": "application/apply-patch+yaml"}

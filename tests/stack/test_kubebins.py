@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from service.devstack import kubebins
-from service.devstack.kube import find_binaries
-from service.devstack.process import StackError
+from devstack import kubebins
+from devstack.kube import find_binaries
+from devstack.process import StackError
 
 
 def test_partial_kubebuilder_assets_are_completed_from_the_build(

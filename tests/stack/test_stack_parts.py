@@ -13,10 +13,10 @@ import dramatiq
 import httpx
 from dramatiq import Worker
 
+from devstack.process import free_port
+from devstack.registry import Registry
+from devstack.stack import Stack
 from service.broker import make_broker
-from service.devstack.process import free_port
-from service.devstack.registry import Registry
-from service.devstack.stack import Stack
 from tests.fixtures_stack import build_and_push
 
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"
@@ -75,7 +75,7 @@ def test_buildah_build_with_run_is_pushed_and_registry_notifies(stack: Stack, tm
             return [e for n in _Listener.received for e in n["body"]["events"]
                     if e["action"] == "push" and e["target"].get("tag") == "1.0.0"]
 
-        from service.devstack.process import wait_until
+        from devstack.process import wait_until
 
         wait_until(lambda: bool(pushed()), timeout=20, what="registry notification")
         assert pushed()[0]["target"]["digest"] == digest

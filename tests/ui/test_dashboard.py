@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.devstack.process import free_port, wait_until
+from devstack.process import free_port, wait_until
 from tests.fixtures_e2e import STANDIN_TOKEN, Standins, running_stack
 from tests.fixtures_stack import ServerThread
 

@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.stack import Stack
 from handlers.build.builder import BuildahBuilder, BuildSpec, BuiltImage
 from handlers.build.report import BuildReport
 from handlers.build.run import build_push
 from handlers.events import ZERO_SHA, GitPushed
-from service.config import BuildSettings, ImageBuildConfig, RegistryConfig, RepoConfig
-from service.devstack.stack import Stack
+from handlers.settings import BuildSettings, ImageBuildConfig, RegistryConfig, RepoConfig
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
 MANIFEST_ACCEPT = ("application/vnd.oci.image.manifest.v1+json,"

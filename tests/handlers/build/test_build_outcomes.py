@@ -13,8 +13,8 @@ from handlers.build.builder import BuildahBuilder, BuildSpec
 from handlers.build.cache import BuildIndex
 from handlers.build.report import BuildIncomplete
 from handlers.events import ZERO_SHA
-from service.config import RegistryConfig
-from service.secrets import SecretRef
+from handlers.secrets import SecretRef
+from handlers.settings import RegistryConfig
 from tests.handlers.build.conftest import AppRepo
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handlers.build.changes import decide, default_paths, dockerfile_path, matches
-from service.config import ImageBuildConfig
+from handlers.settings import ImageBuildConfig
 
 
 @pytest.mark.parametrize(("pattern", "path", "expected"), [

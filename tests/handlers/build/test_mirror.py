@@ -13,7 +13,7 @@ from handlers.build.errors import CommitNotFound
 from handlers.build.mirror import Mirror
 from handlers.build.tags import describe
 from handlers.errors import UnsafeInput
-from service.config import ImageBuildConfig
+from handlers.settings import ImageBuildConfig
 from tests.handlers.build.conftest import AppRepo, git
 
 

@@ -7,7 +7,7 @@ import pytest
 from handlers.build.tags import TagValues, render, sanitize_tag, templates_for
 from handlers.errors import UnsafeInput
 from handlers.events import ZERO_SHA, GitPushed
-from service.config import ImageBuildConfig
+from handlers.settings import ImageBuildConfig
 
 SHA = "320628b5e0c5a1f6a0d4c8f5b6b7e8f9a0b1c2d3"
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from service.config import EnvironmentConfig
-from service.devstack.kube import CONTEXT, KubeCluster
+from devstack.kube import CONTEXT, KubeCluster
+from handlers.settings import EnvironmentConfig
 
 IMAGE = "127.0.0.1:5000/app"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from devstack.kube import KubeCluster
 from handlers.sync import diff_environment, sync_environment
-from service.devstack.kube import KubeCluster
 from tests.handlers.sync.conftest import IMAGE, configmap, deployment, make_env, write
 
 pytestmark = pytest.mark.stack

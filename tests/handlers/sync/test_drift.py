@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from devstack.kube import KubeCluster
 from handlers.sync import sync_environment
 from handlers.sync.apply import ApplyConflict
-from service.devstack.kube import KubeCluster
 from tests.handlers.sync.conftest import configmap, deployment, make_env, write
 
 pytestmark = pytest.mark.stack

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from handlers.settings import EnvironmentConfig
 from handlers.sync.render import RenderError, render
-from service.config import EnvironmentConfig
 from tests.handlers.sync.conftest import write
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from devstack.kube import KubeCluster
 from handlers.sync import sync_environment
 from handlers.sync.inventory import read_inventory
 from handlers.sync.kubeapi import KubeApi
 from handlers.sync.objects import ObjRef
 from handlers.sync.reconcile import EmptyRender
-from service.devstack.kube import KubeCluster
 from tests.handlers.sync.conftest import IMAGE, configmap, deployment, make_env, write
 
 pytestmark = pytest.mark.stack

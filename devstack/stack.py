@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.devstack.baseimage import BASE_REPOSITORY, build_base_image
-from service.devstack.gitrepos import GitServer
-from service.devstack.process import Daemon, free_port
-from service.devstack.redis import RedisServer
-from service.devstack.registry import Registry
+from devstack.baseimage import BASE_REPOSITORY, build_base_image
+from devstack.gitrepos import GitServer
+from devstack.process import Daemon, free_port
+from devstack.redis import RedisServer
+from devstack.registry import Registry
+from service.config import DEV_STATE_DIR
 
-DEFAULT_STATE_DIR = Path.home() / ".local/state/shipline/dev"
+DEFAULT_STATE_DIR = DEV_STATE_DIR
 SECRET_NAMES = ("webhook-secret", "registry-token", "api-token")
 
 
@@ -106,7 +107,7 @@ class Stack:
             component.stop()
 
     def _kube_cluster(self, *, start: bool) -> Any:
-        from service.devstack.kube import KubeCluster
+        from devstack.kube import KubeCluster
 
         if start:
             return KubeCluster.start(self.kube_dir)
@@ -125,7 +126,7 @@ class Stack:
         worker.start([*exe, "worker"], env=env)
 
     def wait_services(self) -> None:
-        from service.devstack.process import port_open, wait_until
+        from devstack.process import port_open, wait_until
 
         serve, _ = self.service_daemons()
         wait_until(lambda: port_open(self.ports.receiver), timeout=30, what="shipline serve", log=serve.log_file)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 
-from service.devstack.process import Daemon, require_binary, wait_until
+from devstack.process import Daemon, require_binary, wait_until
 
 HOOK = """#!/bin/sh
-cd "$(dirname "$0")/.." && exec {python} -m service.devstack.gitnotify
+cd "$(dirname "$0")/.." && exec {python} -m devstack.gitnotify
 """
 
 
@@ -40,7 +40,7 @@ class GitServer:
     def start(self) -> None:
         require_binary("git", "install it with: apt-get install git")
         self.root.mkdir(parents=True, exist_ok=True)
-        self.daemon.start([sys.executable, "-m", "service.devstack.gitserver",
+        self.daemon.start([sys.executable, "-m", "devstack.gitserver",
                            "--root", str(self.root), "--port", str(self.port)],
                           cwd=Path(__file__).resolve().parents[2])
         wait_until(self._ready, timeout=15, what="git server", log=self.daemon.log_file)

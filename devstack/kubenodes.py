@@ -10,7 +10,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from service.devstack.process import StackError
+from devstack.process import StackError
 
 NODE_PREFIX = "kwok-node-"
 CAPACITY = {"cpu": "32", "memory": "256Gi", "pods": "110"}

@@ -1,8 +1,8 @@
 """A Git server over HTTP: ``git http-backend`` (smart HTTP, push enabled) behind a tiny CGI bridge.
 
-Run as ``python -m service.devstack.gitserver --root DIR --port N``. Bare repos under DIR are served
+Run as ``python -m devstack.gitserver --root DIR --port N``. Bare repos under DIR are served
 at ``http://127.0.0.1:N/<name>.git``. Like a Git host, each repo can notify a webhook on push
-(see ``service.devstack.gitnotify``), signed the way Gitea signs.
+(see ``devstack.gitnotify``), signed the way Gitea signs.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.devstack.process import Daemon, port_open, require_binary, wait_until
+from devstack.process import Daemon, port_open, require_binary, wait_until
 
 INSTALL_HINT = "install it with: apt-get install redis-server"
 

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from service.devstack.process import StackError, require_binary
+from devstack.process import StackError, require_binary
 
 BUSYBOX = Path("/bin/busybox")
 INSTALL_HINT = "install it with: apt-get install busybox-static buildah"

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from service.devstack.stack import Stack
+from devstack.stack import Stack
 
 SERVICES = ("frontend", "backend")
 TEMPLATE = """apiVersion: apps/v1

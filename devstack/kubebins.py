@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from service.devstack.process import StackError
+from devstack.process import StackError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts/build-k8s.sh"

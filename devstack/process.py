@@ -12,8 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from handlers.errors import ShiplineError
 
-class StackError(RuntimeError):
+
+class StackError(ShiplineError, RuntimeError):
     """A component is missing or did not come up; the message says how to fix it."""
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from service.devstack.process import Daemon, require_binary, wait_until
+from devstack.process import Daemon, require_binary, wait_until
 
 INSTALL_HINT = "install it with: apt-get install docker-registry"
 

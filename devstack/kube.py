@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.devstack.kubebins import find_binaries
-from service.devstack.kubenodes import ensure_nodes, wait_default_service_account, wait_nodes_ready
-from service.devstack.kubepki import CONTEXT, Pki, ensure_pki, write_kubeconfig
-from service.devstack.process import Daemon, StackError, free_port, port_open, wait_until
+from devstack.kubebins import find_binaries
+from devstack.kubenodes import ensure_nodes, wait_default_service_account, wait_nodes_ready
+from devstack.kubepki import CONTEXT, Pki, ensure_pki, write_kubeconfig
+from devstack.process import Daemon, StackError, free_port, port_open, wait_until
 
 __all__ = ["CONTEXT", "KubeCluster", "StackError", "find_binaries"]
 

@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 
-from service.devstack.process import StackError
+from devstack.process import StackError
 
 # binary -> Debian package
 REQUIRED = {
