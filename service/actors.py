@@ -74,8 +74,7 @@ def config() -> Config:
 @cache
 def pipeline() -> Pipeline:
     cfg = config()
-    store = EventStore.from_url(cfg.redis.url, retention=cfg.redis.event_retention,
-                                dedupe_ttl=cfg.redis.dedupe_ttl_seconds)
+    store = EventStore.from_url(cfg.redis.url, retention=cfg.redis.retention)
 
     def enqueue(queue: str, actor: str, *args: str) -> None:
         broker.enqueue(wiring.message(queue, actor, *args))

@@ -94,8 +94,9 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
                 return await handler(request)
             except (MalformedPayload, UnsafeInput) as exc:
                 return JSONResponse({"error": str(exc)}, 400)
-            except Unavailable:
-                return JSONResponse({"error": "event store unavailable, retry later"}, 503)
+            except Unavailable as exc:
+                return JSONResponse({"error": f"not accepted now, retry later: {exc}"}, 503,
+                                    headers={"Retry-After": str(exc.retry_after)})
         return wrapper
 
     async def list_events(request: Request) -> Response:
@@ -123,14 +124,14 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         event = event_from_dict(original.event)
         record = _record(event, source=original.source, receiver=original.receiver,
                          replay_of=original.id, correlation_id=original.correlation_id)
-        answer = await to_thread.run_sync(ingest.submit, record, [])
+        answer = await ingest.submit(record, [])
         return JSONResponse({**answer.body, "replay_of": original.id}, answer.status)
 
     async def trigger(request: Request) -> Response:
         body = await json_object(request)
         event = manual_event(body)
         record = _record(event, source="manual", receiver="api")
-        answer = await to_thread.run_sync(ingest.submit, record, [])
+        answer = await ingest.submit(record, [])
         return JSONResponse(answer.body, answer.status)
 
     async def list_targets(request: Request) -> Response:
@@ -149,7 +150,7 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         event = manual_event({"type": "image_pushed", "image": image, "tag": tag})
         record = _record(event, source="manual", receiver="api")
         record.event_type = f"promote:{env_name}"
-        answer = await to_thread.run_sync(ingest.submit, record, [])
+        answer = await ingest.submit(record, [])
         return JSONResponse({**answer.body, "tag": tag}, answer.status)
 
     async def build_logs(request: Request) -> Response:

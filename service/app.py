@@ -1,12 +1,15 @@
-"""The HTTP edge (Starlette): read under a cap, hand off to ``Ingest`` in a thread, answer.
+"""The HTTP edge (Starlette): read under a cap, hand off to ``Ingest``, answer.
 
-No git, registry or cluster call happens here; every Redis call runs off the event loop.
+No git, registry or cluster call happens here. The hot path (``POST /hooks/...``) is native
+asyncio end to end: verify and parse on the loop, one Lua call on the asyncio Redis client.
+The operator API still uses the synchronous store in threads (it is not on the hot path).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,13 +20,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from handlers.errors import PayloadTooLarge, Rejected
+from handlers.sources import PATH_TOKEN_HEADER
 from service import metrics
 from service.api import api_routes
-from service.broker import make_broker
-from service.config import Config
+from service.config import CONFIG_ENV, Config, load_config
 from service.dashboard import dashboard_routes
-from service.ingest import PATH_TOKEN_HEADER, Ingest, Unavailable
-from service.store import EventStore
+from service.durability import check_durability
+from service.ingest import BacklogFull, Ingest, Unavailable
+from service.store import AsyncEventLog, EventStore
 
 log = logging.getLogger("shipline.receiver")
 
@@ -43,11 +47,11 @@ async def read_capped(request: Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(config: Config, *, store: EventStore | None = None, broker: Any = None) -> Starlette:
-    store = store or EventStore.from_url(config.redis.url, retention=config.redis.event_retention,
-                                         dedupe_ttl=config.redis.dedupe_ttl_seconds)
-    broker = broker or make_broker(config.redis.url)
-    ingest = Ingest(config, store, broker)
+def create_app(config: Config, *, store: EventStore | None = None, check_redis: bool = True) -> Starlette:
+    """The receiver; ``check_redis`` runs the durability check at start-up (see ``service.durability``)."""
+    store = store or EventStore.from_url(config.redis.url, retention=config.redis.retention)
+    events = AsyncEventLog(config.redis.url, config.redis.retention)
+    ingest = Ingest(config, events)
 
     async def hook(request: Request) -> Response:
         source = request.path_params["source"]
@@ -62,17 +66,19 @@ def create_app(config: Config, *, store: EventStore | None = None, broker: Any =
             headers[PATH_TOKEN_HEADER] = request.path_params["token"]
         try:
             body = await read_capped(request, config.server.max_body_bytes)
-            answer = await to_thread.run_sync(ingest.accept, receiver, headers, body)
+            answer = await ingest.accept(receiver, headers, body)
         except Rejected as exc:
             metrics.DELIVERIES.labels(source=source, outcome=f"rejected_{exc.status}").inc()
             log.info("delivery rejected", extra={"source": source, "receiver": name,
                                                   "status": exc.status, "reason": str(exc)})
             return JSONResponse({"error": str(exc)}, exc.status)
         except Unavailable as exc:
-            metrics.DELIVERIES.labels(source=source, outcome="unavailable").inc()
-            log.warning("delivery refused: %s", exc, extra={"source": source, "receiver": name})
-            return JSONResponse({"error": "event store unavailable, retry later"}, 503,
-                                headers={"Retry-After": "5"})
+            outcome = "backlog_full" if isinstance(exc, BacklogFull) else "unavailable"
+            metrics.DELIVERIES.labels(source=source, outcome=outcome).inc()
+            log.warning("delivery refused (%s): %s", outcome, exc, extra={"source": source, "receiver": name})
+            return JSONResponse({"error": str(exc) if outcome == "backlog_full" else
+                                 "event store unavailable, retry later"}, 503,
+                                headers={"Retry-After": str(exc.retry_after)})
         outcome = _outcome(answer.status, answer.body)
         metrics.DELIVERIES.labels(source=source, outcome=outcome).inc()
         log.info("delivery %s", outcome, extra={"source": source, "receiver": name,
@@ -84,17 +90,30 @@ def create_app(config: Config, *, store: EventStore | None = None, broker: Any =
         return JSONResponse({"ok": True})
 
     async def readyz(request: Request) -> Response:
+        """Ready = Redis answers and the backlog is under its cap (else deliveries get 503)."""
         try:
-            await to_thread.run_sync(store.ping)
+            backlog = await events.backlog()
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             return JSONResponse({"ready": False, "redis": type(exc).__name__}, 503)
-        return JSONResponse({"ready": True})
+        metrics.BACKLOG.set(backlog)
+        cap = config.redis.max_backlog
+        body = {"ready": backlog < cap, "backlog": backlog, "max_backlog": cap}
+        if backlog >= cap:
+            body["reason"] = "backlog: deliveries are refused with 503 until the workers catch up"
+        return JSONResponse(body, 200 if backlog < cap else 503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        with contextlib.suppress(Exception):  # metrics must never fail the scrape
+            metrics.BACKLOG.set(await events.backlog())
+        await to_thread.run_sync(metrics.refresh_queue_depth, store)
+        return metrics.render()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if check_redis:
+            await check_durability(events.client, config.redis.durability)
         yield
-        with contextlib.suppress(Exception):
-            broker.close()
+        await events.aclose()
 
     routes = [
         Route("/hooks/{source}", hook, methods=["POST"]),
@@ -102,7 +121,7 @@ def create_app(config: Config, *, store: EventStore | None = None, broker: Any =
         Route("/hooks/{source}/{name}/{token}", hook, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/metrics", metrics.endpoint),
+        Route("/metrics", metrics_endpoint),
         *api_routes(config, store, ingest),
         *dashboard_routes(config),
     ]
@@ -110,6 +129,14 @@ def create_app(config: Config, *, store: EventStore | None = None, broker: Any =
     app.state.store = store
     app.state.ingest = ingest
     return app
+
+
+def app_from_environment() -> Starlette:
+    """Factory for ``uvicorn --factory`` (``shipline serve --workers N``): config from $SHIPLINE_CONFIG."""
+    from service.logs import setup_logging
+
+    setup_logging(os.environ.get("SHIPLINE_LOG_FORMAT", "auto"))
+    return create_app(load_config(os.environ.get(CONFIG_ENV)))
 
 
 def _outcome(status: int, body: dict[str, Any]) -> str:

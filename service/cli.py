@@ -25,15 +25,21 @@ DRAMATIQ_IDLE_POLL_MS = "100"
 StateOpt = Annotated[Path | None, typer.Option("--state-dir", help="dev stack state (or $SHIPLINE_STATE_DIR)")]
 
 
-def _config(path: Path | None) -> Any:
+def _config_path(path: Path | None) -> Path:
     """``--config``, else $SHIPLINE_CONFIG, else ./shipline.yaml, else the running dev stack's."""
-    from service.config import CONFIG_ENV, DEFAULT_CONFIG, DEV_STATE_DIR, load_config
+    from service.config import CONFIG_ENV, DEFAULT_CONFIG, DEV_STATE_DIR, config_path
 
     if path is None and not os.environ.get(CONFIG_ENV) and not DEFAULT_CONFIG.exists():
         dev = Path(os.environ.get("SHIPLINE_STATE_DIR", DEV_STATE_DIR)) / "shipline.yaml"
         if dev.exists():
-            path = dev
-    return load_config(path)
+            return dev
+    return config_path(path)
+
+
+def _config(path: Path | None) -> Any:
+    from service.config import load_config
+
+    return load_config(_config_path(path))
 
 
 def _stack(state_dir: Path | None) -> Any:
@@ -44,17 +50,35 @@ def _stack(state_dir: Path | None) -> Any:
 
 @app.command()
 def serve(config: ConfigOpt = None, host: str | None = None, port: int | None = None,
-          log_format: str = "auto") -> None:
-    """Run the webhook receiver, API and dashboard (Starlette on uvicorn)."""
+          log_format: str = "auto",
+          workers: Annotated[int, typer.Option(min=1, max=64, help="receiver processes on one port")] = 1) -> None:
+    """Run the webhook receiver, API and dashboard (Starlette on uvicorn); ``--workers N`` runs N
+    processes on one port (the kernel spreads connections; metrics are merged across them)."""
     import uvicorn
 
-    from service.app import create_app
     from service.logs import setup_logging
 
     setup_logging(log_format)
-    cfg = _config(config)
-    uvicorn.run(create_app(cfg), host=host or cfg.server.host, port=port or cfg.server.port,
-                log_level="warning", access_log=False)
+    path = _config_path(config)
+    cfg = _config(path)  # fail fast, with the key path, before any process starts
+    options: dict[str, Any] = {"host": host or cfg.server.host, "port": port or cfg.server.port,
+                               "log_level": "warning", "access_log": False}
+    if workers == 1:
+        from service.app import create_app
+
+        uvicorn.run(create_app(cfg), **options)
+        return
+    import atexit
+    import shutil
+    import tempfile
+
+    if log_format == "auto":
+        log_format = "console" if sys.stderr.isatty() else "json"
+    metrics_dir = tempfile.mkdtemp(prefix="shipline-receiver-metrics-")
+    atexit.register(shutil.rmtree, metrics_dir, True)
+    os.environ.update({"SHIPLINE_CONFIG": str(path.resolve()), "SHIPLINE_LOG_FORMAT": log_format,
+                       "PROMETHEUS_MULTIPROC_DIR": metrics_dir})
+    uvicorn.run("service.app:app_from_environment", factory=True, workers=workers, **options)
 
 
 @app.command()

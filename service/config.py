@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -27,6 +27,7 @@ from handlers.settings import (
     RepoConfig,
 )
 from handlers.sources import SOURCES
+from service.store import Retention
 
 CONFIG_ENV = "SHIPLINE_CONFIG"
 DEFAULT_CONFIG = Path("shipline.yaml")
@@ -48,7 +49,18 @@ class ServerConfig(Model):
 class RedisConfig(Model):
     url: str = "redis://127.0.0.1:6379/0"
     dedupe_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
-    event_retention: int = Field(10_000, ge=10, description="events kept in the log")
+    event_retention: int = Field(10_000, ge=10)
+    """Finished events kept in the log (an unfinished one is never trimmed)."""
+    max_backlog: int = Field(250_000, ge=10)
+    """Unfinished events past which the receiver answers 503 + Retry-After (the sender retries)."""
+    durability: Literal["strict", "relaxed"] = "strict"
+    """``strict``: the receiver refuses to start on a Redis that can lose an acknowledged write
+    (AOF off, ``appendfsync`` not ``always``, an evicting ``maxmemory-policy``)."""
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(records=self.event_retention, max_backlog=self.max_backlog,
+                         dedupe_ttl=self.dedupe_ttl_seconds)
 
 
 class ReceiverConfig(Model):

@@ -1,6 +1,7 @@
-"""Prometheus metrics: deliveries, queue depth, stage durations and outcomes, lead time.
+"""Prometheus metrics: deliveries, queue depth, backlog, stage durations and outcomes, lead time.
 
-Two processes, two endpoints. The receiver serves ``/metrics`` (deliveries, queue depth). Stage
+Two processes, two endpoints. The receiver serves ``/metrics`` (deliveries, queue depth, backlog);
+with ``shipline serve --workers N`` its processes share a multiprocess directory too. Stage
 durations and lead time are recorded where the work runs, in the worker's processes, so
 ``shipline worker`` serves them on ``server.worker_metrics_port`` (default 9108, 0 = off) in
 prometheus_client's multiprocess mode: every dramatiq worker process writes to a shared
@@ -9,12 +10,11 @@ directory and the worker's parent process serves the sum (``service.workermetric
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from anyio import to_thread
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.responses import Response
 
 DELIVERIES = Counter("shipline_deliveries_total", "Webhook deliveries by source and outcome",
@@ -23,21 +23,38 @@ STAGE_SECONDS = Histogram("shipline_stage_duration_seconds", "Duration of build,
                           ["stage", "outcome"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
 LEAD_TIME = Histogram("shipline_lead_time_seconds", "Push received to environment healthy",
                       ["environment"], buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900))
-QUEUE_DEPTH = Gauge("shipline_queue_depth", "Messages waiting per stage queue", ["queue"])
+QUEUE_DEPTH = Gauge("shipline_queue_depth", "Messages waiting per stage queue (ready to run)", ["queue"],
+                    multiprocess_mode="mostrecent")
+QUEUE_DELAYED = Gauge("shipline_queue_delayed", "Messages waiting for a retry's backoff, per stage queue",
+                      ["queue"], multiprocess_mode="mostrecent")
+BACKLOG = Gauge("shipline_backlog_events", "Accepted events not yet in a final state (the receiver answers "
+                "503 past redis.max_backlog)", multiprocess_mode="mostrecent")
 
 
 def refresh_queue_depth(store: Any) -> None:
     from service.broker import NAMESPACE, QUEUES
 
-    for queue in QUEUES:
-        try:
-            QUEUE_DEPTH.labels(queue=queue).set(store.r.llen(f"{NAMESPACE}:{queue}"))
-        except Exception:  # noqa: BLE001 - metrics must never fail the scrape
-            return
+    try:
+        pipe = store.r.pipeline(transaction=False)
+        for queue in QUEUES:
+            pipe.llen(f"{NAMESPACE}:{queue}")
+            pipe.llen(f"{NAMESPACE}:{queue}.DQ")
+        counts = pipe.execute()
+    except Exception:  # noqa: BLE001 - metrics must never fail the scrape
+        return
+    for i, queue in enumerate(QUEUES):
+        QUEUE_DEPTH.labels(queue=queue).set(counts[2 * i])
+        QUEUE_DELAYED.labels(queue=queue).set(counts[2 * i + 1])
 
 
-async def endpoint(request: Request) -> Response:
-    await to_thread.run_sync(refresh_queue_depth, request.app.state.store)
+def render() -> Response:
+    """This process's metrics, or every receiver process's when they share a multiprocess directory."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

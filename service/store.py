@@ -3,10 +3,13 @@
 Keys (prefix ``shipline:``):
 - ``event:<id>`` hash: ``data`` (JSON of the delivery and event), ``status``, ``outcome``, ``updated``
 - ``event:<id>:steps`` list of JSON steps (stage, status, detail, at): the release timeline
-- ``events`` sorted set of ids by receive time (retention trims the oldest)
+- ``events`` sorted set of ids by receive time
+- ``events:final`` the ids of ``events`` in a final state; retention trims the oldest of these only,
+  so an event whose work is still queued is never trimmed (the backlog is the difference)
 - ``dedupe:<key>`` → event id, with a TTL: provider delivery ids and semantic keys
 
-Synchronous on purpose: the receiver calls it from a worker thread, never on its event loop.
+``AsyncEventLog`` is the receiver's hand-off (asyncio client, on the event loop); ``EventStore``
+is everyone else's (workers, API, CLI), synchronous.
 """
 
 from __future__ import annotations
@@ -18,9 +21,16 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import redis
+import redis.asyncio
 
 PREFIX = "shipline:"
 STATUSES = ("received", "enqueued", "running", "done", "failed", "ignored", "superseded")
+FINAL_STATUSES = frozenset({"done", "failed", "ignored", "superseded"})
+"""Events in these states are finished: retention may trim them (and only them)."""
+TRIM_BATCH = 100
+"""At most this many records trimmed per call; each call adds at most one, so the log keeps up."""
+ASYNC_POOL_SIZE = 64
+"""Connections of the receiver's asyncio client: more in-flight hand-offs share each AOF fsync."""
 
 
 def new_event_id() -> str:
@@ -57,29 +67,62 @@ class EventRecord:
         return data
 
 
-# One atomic script for the receiver's hand-off: take the dedupe keys, record the event, put the
-# dramatiq message on its queue (dramatiq's own layout: HSET <queue>.msgs id data; RPUSH <queue> id),
-# mark it enqueued and add the timeline step. Atomic, so there is no "claimed but not enqueued"
-# state to recover from; one round trip, so one AOF fsync per delivery.
-ACCEPT_LUA = """
-local event_id, ttl, nkeys = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 1, nkeys do
-  if not redis.call('set', KEYS[i], event_id, 'NX', 'EX', ttl) then
-    local holder = redis.call('get', KEYS[i])
-    if holder ~= event_id then
-      for j = 1, i - 1 do redis.call('del', KEYS[j]) end
-      return {'duplicate', holder}
-    end
+# Retention trims only events that reached a final state, oldest first: ``events:final`` holds
+# their ids, scored by receive time. Bounded per call (``TRIM_BATCH``) so no call is slow; every
+# accept and every final status runs it, so the log converges to ``retention`` records plus the
+# unprocessed ones. Inside one script, two trims cannot both count the same excess: no over-trim.
+TRIM_LUA_BODY = """
+local function trim(events, final, prefix, retention, batch)
+  local excess = redis.call('zcard', events) - retention
+  if excess <= 0 then return 0 end
+  local old = redis.call('zrange', final, 0, math.min(excess, batch) - 1)
+  for _, id in ipairs(old) do
+    redis.call('del', prefix .. id, prefix .. id .. ':steps')
+    redis.call('zrem', events, id)
   end
+  if #old > 0 then redis.call('zrem', final, unpack(old)) end
+  return #old
 end
+"""
+
+# The receiver's hand-off, atomic and in one round trip (so one AOF fsync per delivery): refuse
+# when a dedupe key is held (``duplicate``) or the unprocessed backlog is at its cap (``backlog``);
+# else take the dedupe keys, record the event, put the dramatiq message on its queue (dramatiq's
+# own layout: HSET <queue>.msgs id data; RPUSH <queue> id), mark it enqueued, add the timeline
+# step, and trim what retention allows. No "claimed but not enqueued" state exists to recover from.
+ACCEPT_LUA = TRIM_LUA_BODY + """
+local event_id, ttl, nkeys = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local a = nkeys
+for i = 1, nkeys do
+  local holder = redis.call('get', KEYS[i])
+  if holder and holder ~= event_id then return {'duplicate', holder} end
+end
+local backlog = redis.call('zcard', KEYS[a + 2]) - redis.call('zcard', KEYS[a + 7])
+if backlog >= tonumber(ARGV[11]) then return {'backlog', tostring(backlog)} end
+for i = 1, nkeys do redis.call('set', KEYS[i], event_id, 'EX', ttl) end
 redis.call('hset', KEYS[a + 1], 'data', ARGV[4], 'status', 'enqueued', 'outcome', '', 'updated', ARGV[5])
 redis.call('zadd', KEYS[a + 2], ARGV[6], event_id)
 redis.call('hset', KEYS[a + 3], ARGV[7], ARGV[8])
 redis.call('rpush', KEYS[a + 4], ARGV[7])
 redis.call('rpush', KEYS[a + 5], ARGV[9])
 redis.call('publish', KEYS[a + 6], ARGV[10])
-return {'accepted', tostring(redis.call('zcard', KEYS[a + 2]))}
+trim(KEYS[a + 2], KEYS[a + 7], ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]))
+return {'accepted', tostring(backlog + 1)}
+"""
+
+# A status change: a final one makes the event trimmable (and trims), any other one takes it
+# back out of the final set (a retried or replayed route is work in progress again).
+STATUS_LUA = TRIM_LUA_BODY + """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('hset', KEYS[1], unpack(ARGV, 6))
+if ARGV[1] == '1' then
+  local received = redis.call('zscore', KEYS[2], ARGV[2])
+  if received then redis.call('zadd', KEYS[3], received, ARGV[2]) end
+  trim(KEYS[2], KEYS[3], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
+else
+  redis.call('zrem', KEYS[3], ARGV[2])
+end
+return 1
 """
 
 
@@ -92,41 +135,107 @@ class QueuedMessage:
     data: bytes
 
 
-class EventStore:
-    def __init__(self, client: redis.Redis, *, retention: int = 10_000, dedupe_ttl: int = 7 * 86400):
-        self.r = client
+@dataclass(frozen=True)
+class Accepted:
+    """The hand-off's verdict: ``accepted`` (value: the backlog after it), ``duplicate`` (value:
+    the holder's event id) or ``backlog`` (refused: value is the unprocessed backlog)."""
+
+    verdict: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much of the event log is kept: ``records`` finished events, at most ``max_backlog``
+    unfinished ones (the receiver refuses past it), dedupe keys for ``dedupe_ttl`` seconds."""
+
+    records: int = 10_000
+    max_backlog: int = 250_000
+    dedupe_ttl: int = 7 * 86400
+
+
+def _accept_call(record: EventRecord, keys: list[str], queued: QueuedMessage, step: dict[str, Any],
+                 retention: Retention) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of ``ACCEPT_LUA`` for one delivery."""
+    step = {**step, "at": time.time()}
+    event_key = PREFIX + "event:" + record.id
+    redis_keys = [PREFIX + "dedupe:" + k for k in keys] + [
+        event_key, PREFIX + "events", queued.queue_key + ".msgs", queued.queue_key, event_key + ":steps",
+        PREFIX + "updates", PREFIX + "events:final"]
+    args = [record.id, retention.dedupe_ttl, len(keys), json.dumps(record.stored_fields()), time.time(),
+            record.received_at, queued.id, queued.data, json.dumps(step), json.dumps({"event": record.id, **step}),
+            retention.max_backlog, PREFIX + "event:", retention.records, TRIM_BATCH]
+    return redis_keys, args
+
+
+class AsyncEventLog:
+    """The receiver's side of the event log: the atomic hand-off on the ``redis`` asyncio client
+    (no thread per delivery), and the backlog for ``/readyz`` and metrics."""
+
+    def __init__(self, url: str, retention: Retention) -> None:
+        self.url = url
         self.retention = retention
-        self.dedupe_ttl = dedupe_ttl
-
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> EventStore:
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
-                                      decode_responses=True)
-        return cls(client, **kwargs)
-
-    # -- the receiver's hand-off -----------------------------------------------------------
-    def accept(self, record: EventRecord, keys: list[str], queued: QueuedMessage, step: dict[str, Any]) -> str | None:
-        """Dedupe, record and enqueue in one atomic step; the holder's id when it is a duplicate."""
-        data = record.stored_fields()
-        step = {**step, "at": time.time()}
-        event_key = PREFIX + "event:" + record.id
-        redis_keys = [PREFIX + "dedupe:" + k for k in keys] + [
-            event_key, PREFIX + "events", queued.queue_key + ".msgs", queued.queue_key, event_key + ":steps",
-            PREFIX + "updates"]
-        args = [record.id, self.dedupe_ttl, len(keys), json.dumps(data), time.time(), record.received_at,
-                queued.id, queued.data, json.dumps(step), json.dumps({"event": record.id, **step})]
-        verdict, value = self._accept_script(keys=redis_keys, args=args)
-        if verdict == "duplicate":
-            return str(value)
-        self._trim(int(value))
-        return None
+        self._client: redis.asyncio.Redis | None = None
+        self._script: Any = None
 
     @property
-    def _accept_script(self) -> Any:
-        script = getattr(self, "_accept", None)
-        if script is None:
-            script = self._accept = self.r.register_script(ACCEPT_LUA)
-        return script
+    def client(self) -> redis.asyncio.Redis:
+        if self._client is None:  # made on first use, inside the server's event loop
+            self._client = redis.asyncio.Redis.from_url(
+                self.url, socket_timeout=5, socket_connect_timeout=2, decode_responses=True,
+                max_connections=ASYNC_POOL_SIZE)
+            self._script = self._client.register_script(ACCEPT_LUA)
+        return self._client
+
+    async def accept(self, record: EventRecord, keys: list[str], queued: QueuedMessage,
+                     step: dict[str, Any]) -> Accepted:
+        """Dedupe, record and enqueue in one atomic step (see ``ACCEPT_LUA``)."""
+        client = self.client
+        redis_keys, args = _accept_call(record, keys, queued, step, self.retention)
+        verdict, value = await self._script(keys=redis_keys, args=args, client=client)
+        return Accepted(str(verdict), str(value))
+
+    async def backlog(self) -> int:
+        """Events recorded but not in a final state (queued, running, or waiting for a retry)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcard(PREFIX + "events")
+        pipe.zcard(PREFIX + "events:final")
+        total, final = await pipe.execute()
+        return int(total) - int(final)
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+class EventStore:
+    """The workers' and the API's side of the event log (synchronous ``redis`` client)."""
+
+    def __init__(self, client: redis.Redis, *, retention: Retention | None = None):
+        self.r = client
+        self.retention = retention or Retention()
+        self._status_script = client.register_script(STATUS_LUA)
+
+    @property
+    def dedupe_ttl(self) -> int:
+        return self.retention.dedupe_ttl
+
+    @classmethod
+    def from_url(cls, url: str, *, retention: Retention | None = None) -> EventStore:
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
+                                      decode_responses=True)
+        return cls(client, retention=retention)
+
+    def backlog(self) -> int:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zcard(PREFIX + "events")
+        pipe.zcard(PREFIX + "events:final")
+        total, final = pipe.execute()
+        return int(total) - int(final)
 
     # -- dedupe --------------------------------------------------------------------------
     def claim(self, keys: list[str], event_id: str) -> str | None:
@@ -160,19 +269,6 @@ class EventStore:
         pipe.hset(key, mapping={"data": json.dumps(data), "status": record.status,
                                 "outcome": record.outcome, "updated": time.time()})
         pipe.zadd(PREFIX + "events", {record.id: record.received_at})
-        pipe.zcard(PREFIX + "events")
-        size = pipe.execute()[-1]
-        self._trim(int(size))
-
-    def _trim(self, size: int) -> None:
-        excess = size - self.retention
-        if excess <= 0:
-            return
-        old = self.r.zrange(PREFIX + "events", 0, excess - 1)
-        pipe = self.r.pipeline(transaction=True)
-        for event_id in old:
-            pipe.delete(PREFIX + "event:" + event_id, PREFIX + "event:" + event_id + ":steps")
-        pipe.zrem(PREFIX + "events", *old)
         pipe.execute()
 
     def get(self, event_id: str) -> EventRecord | None:
@@ -198,10 +294,14 @@ class EventStore:
             self.r.rpush(PREFIX + "event:" + correlation_id + ":steps", step)
 
     def set_status(self, event_id: str, status: str, outcome: str | None = None) -> None:
-        mapping: dict[str, Any] = {"status": status, "updated": time.time()}
+        """A final status makes the event trimmable by retention (and trims); any other takes it back."""
+        fields: list[Any] = ["status", status, "updated", time.time()]
         if outcome is not None:
-            mapping["outcome"] = outcome[-4000:]
-        self.r.hset(PREFIX + "event:" + event_id, mapping=mapping)
+            fields += ["outcome", outcome[-4000:]]
+        keys = [PREFIX + "event:" + event_id, PREFIX + "events", PREFIX + "events:final"]
+        args = ["1" if status in FINAL_STATUSES else "0", event_id, PREFIX + "event:", self.retention.records,
+                TRIM_BATCH, *fields]
+        self._status_script(keys=keys, args=args)
 
     def add_step(self, event_id: str, stage: str, status: str, detail: str = "",
                  **extra: Any) -> None:

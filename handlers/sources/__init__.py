@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from handlers.errors import Rejected
 from handlers.sources.acr import AcrSource
-from handlers.sources.base import Headers, Parsed, Secrets, Source
+from handlers.sources.base import PATH_TOKEN_HEADER, Headers, Parsed, Secrets, Source
 from handlers.sources.bitbucket import BitbucketSource
 from handlers.sources.dockerhub import DockerHubSource
 from handlers.sources.ecr import EcrSource
@@ -37,4 +37,4 @@ def get_source(name: str) -> Source:
     return source
 
 
-__all__ = ["SOURCES", "Headers", "Parsed", "Secrets", "Source", "get_source"]
+__all__ = ["PATH_TOKEN_HEADER", "SOURCES", "Headers", "Parsed", "Secrets", "Source", "get_source"]

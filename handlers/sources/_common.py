@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from handlers.errors import MalformedPayload, SignatureError, UnsafeInput
-from handlers.sources.base import Event, Headers, Parsed, Secrets
+from handlers.sources.base import PATH_TOKEN_HEADER, Event, Headers, Parsed, Secrets
 from handlers.validate import validate_delivery_id, validate_text
 
 MAX_JSON_DEPTH = 64
@@ -101,7 +101,6 @@ def verify_token_header(headers: Headers, secrets: Secrets, default_header: str)
         raise SignatureError(f"{name} does not match the configured token")
 
 
-PATH_TOKEN_HEADER = "x-shipline-path-token"  # noqa: S105 - a header name
 
 
 def verify_path_token(headers: Headers, secrets: Secrets) -> None:

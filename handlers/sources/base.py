@@ -18,12 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from handlers.events import GitPushed, ImagePushed
+from handlers.events import Event
 
 Headers = Mapping[str, str]
 """Request headers with names lower-cased by the caller."""
 
-Event = GitPushed | ImagePushed
+PATH_TOKEN_HEADER = "x-shipline-path-token"  # noqa: S105 - a header name
+"""Where the edge puts the secret path segment of senders that cannot sign (Docker Hub, Quay)."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def test_queue_depth_counts_messages_waiting_in_dramatiqs_queue_lists(stack, red
     for n in range(3):
         broker.enqueue(message(QUEUE_BUILD, "build_repo", f"event-{n}", "shop"))
     assert redis_client.llen("shipline-q:build") == 3  # the key the gauge reads
-    app = create_app(parse_config({"redis": {"url": stack.redis.url}}), broker=broker)
+    app = create_app(parse_config({"redis": {"url": stack.redis.url}}))
     with TestClient(app) as http:
         body = http.get("/metrics").text
     got = samples(body)
