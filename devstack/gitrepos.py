@@ -42,7 +42,7 @@ class GitServer:
         self.root.mkdir(parents=True, exist_ok=True)
         self.daemon.start([sys.executable, "-m", "devstack.gitserver",
                            "--root", str(self.root), "--port", str(self.port)],
-                          cwd=Path(__file__).resolve().parents[2])
+                          cwd=Path(__file__).resolve().parents[1])
         wait_until(self._ready, timeout=15, what="git server", log=self.daemon.log_file)
 
     def _ready(self) -> bool:
@@ -63,7 +63,7 @@ class GitServer:
                         "clone_url": self.repo_url(name)}
             (path / "shipline-hook.json").write_text(json.dumps(settings))
             hook = path / "hooks" / "post-receive"
-            pkg_root = Path(__file__).resolve().parents[2]
+            pkg_root = Path(__file__).resolve().parents[1]
             hook.write_text(HOOK.format(python=f"env PYTHONPATH={pkg_root} {sys.executable}"))
             hook.chmod(0o755)
         return self.repo_url(name)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from devstack.process import StackError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO_ROOT / "scripts/build-k8s.sh"
 BUILD_TIMEOUT = 3600
 """A cold build on 2 cores takes tens of minutes; a warm cache returns at once."""
