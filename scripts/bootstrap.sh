@@ -45,3 +45,5 @@ fi
 start=$(date +%s)
 scripts/build-k8s.sh >/dev/null
 echo ">> Kubernetes binaries ready ($(( $(date +%s) - start ))s)" >&2
+scripts/build-toxiproxy.sh >/dev/null
+echo ">> toxiproxy ready" >&2

@@ -15,7 +15,8 @@ fi
 K8S_VERSION=v1.36.3
 here="$(cd "$(dirname "$0")" && pwd)"
 tools="$here/gotools"
-pins_hash=$(cat "$tools"/*/go.mod "$tools"/*/go.sum | sha256sum | cut -c1-12)
+# Only this script's own modules: another tool's pins (gotools/toxiproxy, ...) must not rebuild Kubernetes.
+pins_hash=$(cd "$tools" && cat etcd/go.mod k8s/go.mod kwok/go.mod etcd/go.sum k8s/go.sum kwok/go.sum | sha256sum | cut -c1-12)
 cache_root="${SHIPLINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shipline}"
 out="$cache_root/k8s/$K8S_VERSION-$pins_hash"
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
