@@ -11,7 +11,7 @@ ZERO_SHA = "0" * 40
 
 
 def _is_zero(sha: str) -> bool:
-    return not sha or set(sha) == {"0"}
+    return not sha.strip("0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,11 @@ EVENT_TYPES: dict[str, type[GitPushed] | type[ImagePushed]] = {
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
-    data = dataclasses.asdict(event)
+    """JSON-safe and shallow (every field is a str, bool or a tuple of str): ``dataclasses.asdict``
+    deep-copies, 100 µs per delivery on the receiver's hot path."""
+    data: dict[str, Any] = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    if "changed_paths" in data:
+        data["changed_paths"] = list(data["changed_paths"])
     data["kind"] = event.kind
     return data
 

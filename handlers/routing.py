@@ -13,6 +13,7 @@ so a delivery costs the same with 3,000 repos as with 10. The matching rules:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,7 @@ from handlers.images import normalize_image
 from handlers.settings import EnvironmentConfig, RepoConfig
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_repo(name: str) -> str:
     """``https://host/Org/App.git/`` and ``org/app`` compare on their lower-cased path tail."""
     name = name.strip().lower().rstrip("/").removesuffix(".git")

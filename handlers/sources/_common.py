@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import orjson
+
 from handlers.errors import MalformedPayload, SignatureError, UnsafeInput
 from handlers.sources.base import PATH_TOKEN_HEADER, Event, Headers, Parsed, Secrets
 from handlers.validate import validate_delivery_id, validate_text
@@ -140,16 +142,24 @@ def load_json(body: bytes) -> Json:
     if body.lstrip().startswith(b"payload="):
         raise MalformedPayload("form-encoded payloads are not supported; set the hook to application/json")
     try:
-        data = json.loads(body, parse_constant=_reject_constant)
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = _load_slowly(body)  # the standard parser's verdict and message, on the error path only
+    if not isinstance(data, dict):
+        raise MalformedPayload(f"JSON body must be an object, not {type(data).__name__}")
+    # nesting cannot be deeper than the number of opening brackets: only a body with many walks
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and _depth(data) > MAX_JSON_DEPTH:
+        raise MalformedPayload(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def _load_slowly(body: bytes) -> Any:
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
     except RecursionError:
         raise MalformedPayload(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedPayload(f"body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise MalformedPayload(f"JSON body must be an object, not {type(data).__name__}")
-    if _depth(data) > MAX_JSON_DEPTH:
-        raise MalformedPayload(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    return data
 
 
 _MISSING = object()
