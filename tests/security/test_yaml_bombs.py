@@ -62,3 +62,12 @@ def test_bump_scan_refuses_a_bomb_next_to_a_marker(tmp_path: Path, bomb: str) ->
     found = scan(tmp_path, [ImageUpdate("registry.example.com/app", "1.1.0")], ["STAGING_IMAGE_TAG"])
     assert not found.targets
     assert any("refused" in w for w in found.warnings), found.warnings
+
+
+def test_a_key_given_twice_is_refused_with_its_line() -> None:
+    from handlers.yamlsafe import load_yaml_all
+
+    with pytest.raises(ConfigError, match=r"m.yaml: line 5: duplicate key 'greeting'"):
+        load_yaml_all("apiVersion: v1\nkind: ConfigMap\ndata:\n  greeting: a\n  greeting: b\n", origin="m.yaml")
+    merged = load_yaml_all("base: &b {x: 1}\nuse:\n  <<: *b\n  y: 2\n")  # merge keys stay legal
+    assert merged == [{"base": {"x": 1}, "use": {"x": 1, "y": 2}}]
