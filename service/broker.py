@@ -24,17 +24,30 @@ Why these numbers (dramatiq 2.2 ``brokers/redis.py`` and ``redis/dispatch.lua``)
   default is 1 s). Each stage hands over through a queue, so with 1 s a release waited up to a
   second per hop (push → build → image → bump → sync); at 100 ms an idle worker costs ~10 cheap
   fetches a second per queue, and the requeue sweep above comes sooner too.
+- Stranded messages (``RecoveringRedisBroker``): dramatiq's ``fetch`` moves ids into this worker's
+  ack set inside Redis; if the reply is lost (Redis killed, a partition, a socket timeout) the
+  worker never sees them, and as its heartbeat stays fresh no sweep ever requeues them. So every
+  consumer, when it (re)connects, first requeues the ids of its own ack set that this process is
+  not holding (handed to a worker thread and not yet acked). Bound, from the moment Redis answers
+  again: dramatiq's consumer restart delay (3 s) + one attempt still waiting on a dead connection
+  (``SOCKET_TIMEOUT_SECONDS``) = 8 s, stated as ``RECONNECT_REQUEUE_BOUND_SECONDS`` (10). Measured
+  by ``tests/chaos/test_ingest_faults.py`` (Redis ``kill -9``) and ``tests/chaos/netfaults.py``
+  (a 30 s partition): see README, "Reliability limits".
+- Socket timeouts: ``SOCKET_TIMEOUT_SECONDS`` on every command, ``SOCKET_CONNECT_TIMEOUT_SECONDS``
+  on connect, so a half-open connection (a partition) fails a command instead of hanging it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
 
 HEARTBEAT_TIMEOUT_MS = 15_000
@@ -45,6 +58,10 @@ MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 300_000
 TIME_LIMIT_MS = 3_600_000
 WORKER_IDLE_POLL_MS = 100
+SOCKET_TIMEOUT_SECONDS = 5
+SOCKET_CONNECT_TIMEOUT_SECONDS = 2
+RECONNECT_REQUEUE_BOUND_SECONDS = 10
+REQUEUE_CHUNK = 500
 DEAD_MESSAGE_TTL_MS = 30 * 24 * 3600 * 1000
 NAMESPACE = "shipline-q"
 RETRY_ENQUEUE_WAIT_SECONDS = 3600
@@ -88,6 +105,112 @@ class DurableRetries(Retries):
                     raise
 
 
+class HeldMessages:
+    """Redis message ids this process handed to its worker threads and has not acked, nacked or
+    requeued yet, per queue: what a reconnecting consumer must leave in its ack set."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, set[str]] = {}
+
+    def add(self, queue: str, message_id: str) -> None:
+        with self._lock:
+            self._held.setdefault(queue, set()).add(message_id)
+
+    def discard(self, queue: str, message_id: str) -> None:
+        with self._lock:
+            self._held.get(queue, set()).discard(message_id)
+
+    def snapshot(self, queue: str) -> set[str]:
+        with self._lock:
+            return set(self._held.get(queue, ()))
+
+    def clear(self, queue: str) -> None:
+        with self._lock:
+            self._held.pop(queue, None)
+
+
+class RecoveringRedisBroker(RedisBroker):
+    """dramatiq's Redis broker whose consumers requeue their stranded messages on (re)connect."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.held = HeldMessages()
+
+    @property
+    def consumer_class(self) -> type[_RedisConsumer]:
+        return RecoveringConsumer
+
+    def requeue_stranded(self, queue: str) -> int:
+        """Requeue the ids in this worker's ack set for ``queue`` that no worker thread holds.
+
+        Called by a consumer before its first fetch, from the only thread that fetches ``queue``
+        in this process, so the ack set cannot gain a held id meanwhile; an id acked meanwhile is
+        left alone by dramatiq's ``requeue`` (it moves only ids it can remove from the ack set).
+        A delay queue's messages live in its consumer thread, which dropped them when its
+        connection failed (``ConsumerThread`` resets its delay queue): all of them go back.
+        """
+        acks = f"{self.namespace}:__acks__.{self.broker_id}.{queue}"
+        members = {m.decode() if isinstance(m, bytes) else str(m) for m in self.client.smembers(acks)}
+        if queue.endswith(".DQ"):
+            self.held.clear(queue)
+            stranded = sorted(members)
+        else:
+            stranded = sorted(members - self.held.snapshot(queue))
+        for start in range(0, len(stranded), REQUEUE_CHUNK):
+            self.do_requeue(queue, *stranded[start:start + REQUEUE_CHUNK])
+        if stranded:
+            logging.getLogger("shipline.worker").warning(
+                "requeued %d stranded message(s) of %s on reconnect", len(stranded), queue,
+                extra={"queue": queue, "requeued": len(stranded), "at": time.time()})
+        return len(stranded)
+
+
+class RecoveringConsumer(_RedisConsumer):
+    """dramatiq's Redis consumer plus: stranded messages requeued before the first fetch, every
+    message handed out tracked until acked, and a socket timeout treated as the lost connection
+    it is (stock dramatiq lets ``redis.TimeoutError`` escape ack, nack and fetch)."""
+
+    def __init__(self, broker: RecoveringRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self.recovered = False
+
+    def __next__(self) -> Any:
+        try:
+            if not self.recovered:
+                self.broker.requeue_stranded(self.queue_name)
+                self.recovered = True
+            message = super().__next__()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ConnectionClosed(exc) from None
+        if message is not None:
+            self.broker.held.add(self.queue_name, message.options["redis_message_id"])
+        return message
+
+    def ack(self, message: Any) -> None:
+        self._settle(super().ack, message)
+
+    def nack(self, message: Any) -> None:
+        self._settle(super().nack, message)
+
+    def requeue(self, messages: Any) -> None:
+        messages = list(messages)
+        try:
+            super().requeue(messages)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ConnectionClosed(exc) from None  # they stay in the ack set: the next connect requeues them
+        for message in messages:
+            self.broker.held.discard(self.queue_name, message.options["redis_message_id"])
+
+    def _settle(self, settle: Any, message: Any) -> None:
+        """Ack or nack; held until Redis confirmed it (dramatiq retries on ``ConnectionClosed``)."""
+        try:
+            settle(message)
+        except redis.TimeoutError as exc:
+            raise ConnectionClosed(exc) from None
+        self.broker.held.discard(self.queue_name, message.options["redis_message_id"])
+
+
 def make_broker(redis_url: str, *, max_retries: int = MAX_RETRIES, min_backoff_ms: int = MIN_BACKOFF_MS,
                 max_backoff_ms: int = MAX_BACKOFF_MS) -> RedisBroker:
     """The broker; the retry numbers default to the ones above (``queue:`` in the config)."""
@@ -96,11 +219,14 @@ def make_broker(redis_url: str, *, max_retries: int = MAX_RETRIES, min_backoff_m
         Pipelines(),
         DurableRetries(max_retries=max_retries, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms),
     ]
-    broker = RedisBroker(
-        url=redis_url, middleware=middleware, namespace=NAMESPACE,
+    # Our own pool: given a URL, dramatiq makes one that ignores socket options (no timeouts at all).
+    pool = redis.ConnectionPool.from_url(redis_url, socket_timeout=SOCKET_TIMEOUT_SECONDS,
+                                         socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_SECONDS,
+                                         health_check_interval=10)
+    broker = RecoveringRedisBroker(
+        client=redis.Redis(connection_pool=pool), middleware=middleware, namespace=NAMESPACE,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS, maintenance_chance=MAINTENANCE_CHANCE,
         dead_message_ttl=DEAD_MESSAGE_TTL_MS,
-        socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
     )
     for queue in QUEUES:
         broker.declare_queue(queue)
