@@ -3,6 +3,10 @@
 ``bump`` is idempotent and safe to race: each attempt starts from the remote head, skips
 events already recorded (``Shipline-Event`` trailers in the last ``HISTORY`` commits),
 re-applies the edits from scratch (never a cherry-pick), commits and pushes without force.
+It fetches only the branch it writes and never checks out: it lists the head's tree, reads only
+the blobs that can carry a marker (screened once per blob id), edits them in memory and writes
+the commit from objects (``handlers.gitops``), so its cost follows the files it edits, not the
+size of the repository.
 A rejected push retries with exponential backoff and jitter (``MAX_ATTEMPTS`` attempts,
 ``BASE_DELAY`` doubling up to ``MAX_DELAY``); then ``TransientError``. "Nothing to change" is
 a successful result with ``commit=None``. Commits carry ``Shipline-Bot: true`` so the build
@@ -12,18 +16,21 @@ trigger can ignore them.
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from handlers.errors import PermanentError, TransientError
 from handlers.events import short_hash
-from handlers.gitops import ManifestsRepo, PushRejected, parse_author
+from handlers.gitops import ManifestsRepo, PushRejected, TreeEntry, parse_author
 from handlers.images import same_image, short_name
-from handlers.manifests import Change, ImageUpdate, Target, apply, scan
+from handlers.manifests import Change, ImageUpdate, Target, edit, scan_sources
+from handlers.manifests.files import Source
+from handlers.manifests.screen import ScreenIndex, tree_sources
 from handlers.policy import choose
 from handlers.settings import EnvImageConfig, EnvironmentConfig
 from handlers.validate import validate_delivery_id, validate_relpath
@@ -94,29 +101,42 @@ def push_target(env: EnvironmentConfig, updates: Sequence[ImageUpdate]) -> str:
 
 def _attempt(env: EnvironmentConfig, repo: ManifestsRepo, updates: Sequence[ImageUpdate],
              event_ids: Sequence[str], target: str) -> BumpResult:
-    branch = repo.sync(prefer=target)
-    done = repo.event_ids(HISTORY, environment=env.name) if event_ids else set()
+    branch, head = repo.fetch_head(prefer=target)
+    done = repo.event_ids(HISTORY, environment=env.name, rev=head) if event_ids else set()
     pending = [e for e in event_ids if e not in done]
     if event_ids and not pending:
         return BumpResult(None, (), (f"events already applied on {branch}: {', '.join(event_ids)}",), branch,
                           already_applied=True)
-    checkout_root(repo, env)
-    root = repo.workdir.resolve()
-    targets, skipped = plan(env, updates, root)
-    changes = apply(root, targets)
+    entries = repo.tree(head)
+    check_root(env, entries)
+    sources = list(marked_sources(env, repo, entries))
+    targets, skipped = plan(env, updates, sources)
+    edited, changes = edit({s.rel: s.text for s in sources if isinstance(s, Source)}, targets)
     if not changes:
         return BumpResult(None, (), tuple(skipped), target)
-    paths = sorted({validate_relpath(c.file, field="path") for c in changes})
-    sha = repo.commit(commit_message(env, changes, updates, pending), parse_author(env.commit_author), paths)
+    modes = {e.rel: e.mode for e in entries}
+    files = {validate_relpath(rel, field="path"): (modes[rel], text.encode()) for rel, text in edited.items()}
+    sha = repo.commit_files(head, files, commit_message(env, changes, updates, pending),
+                            parse_author(env.commit_author))
     repo.push(target)
     return BumpResult(sha, tuple(changes), tuple(skipped), target)
 
 
-def checkout_root(repo: ManifestsRepo, env: EnvironmentConfig) -> Path:
-    root = (repo.workdir / env.git.path).resolve()
-    if not root.is_relative_to(repo.workdir.resolve()) or not root.is_dir():
+def check_root(env: EnvironmentConfig, entries: Sequence[TreeEntry]) -> None:
+    """``git.path`` must be a directory of the commit (it holds at least one entry)."""
+    base = env.git.path.strip("/")
+    if base in ("", "."):
+        return
+    prefix = posixpath.normpath(base) + "/"
+    if not any(e.rel.startswith(prefix) for e in entries):
         raise PermanentError(f"{env.name}: git.path {env.git.path!r} is not a directory in {env.git.url}")
-    return root
+
+
+def marked_sources(env: EnvironmentConfig, repo: ManifestsRepo, entries: Sequence[TreeEntry]
+                   ) -> Iterator[Source | str]:
+    """The files of the commit the scan must see (``handlers.manifests.screen``), in walk order."""
+    index = ScreenIndex(repo.workdir / ".git" / f"shipline-screen-{short_hash(env.name)}.txt", env.markers)
+    return tree_sources(entries, index, repo.read_blobs, editable(env))
 
 
 def editable(env: EnvironmentConfig) -> Callable[[str], bool]:
@@ -127,11 +147,13 @@ def editable(env: EnvironmentConfig) -> Callable[[str], bool]:
     return lambda rel: rel.startswith(prefix) or rel in vars_files
 
 
-def plan(env: EnvironmentConfig, updates: Sequence[ImageUpdate], root: Path) -> tuple[list[Target], list[str]]:
+def plan(env: EnvironmentConfig, updates: Sequence[ImageUpdate], sources: Iterable[Source | str]
+         ) -> tuple[list[Target], list[str]]:
     """Targets to apply after each image's policy has judged the tags found in the files."""
     configured, skipped = _configured(env, updates)
-    found = scan(root, [u for u, _ in configured], env.markers, known_images=[i.image for i in env.images],
-                 include=editable(env))
+    image_files = {i.image: i.files for i in env.images if i.files is not None}
+    found = scan_sources(sources, [u for u, _ in configured], env.markers,
+                         known_images=[i.image for i in env.images], image_files=image_files)
     skipped += found.warnings
     keep: list[Target] = []
     for update, image_config in configured:

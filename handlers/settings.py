@@ -131,6 +131,18 @@ class EnvImageConfig(Model):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     policy_name: str | None = None
     """Flux setter name (``ns:name``) used in ``# {"$imagepolicy": ...}`` markers."""
+    files: list[str] | None = None
+    """Globs (repo-relative, ``handlers.globs``) of the files whose bare-tag markers belong to this
+    image. Unset: ``**/services/<name>/config/**``, ``<name>`` being the image's last path segment
+    (the seed's monorepo shape). ``[]`` turns file binding off for the image."""
+
+    @field_validator("files")
+    @classmethod
+    def _relative_globs(cls, globs: list[str] | None) -> list[str] | None:
+        for glob in globs or []:
+            if not glob or glob.startswith("/") or ".." in glob.split("/"):
+                raise ValueError(f"{glob!r}: must be a repo-relative glob (no '/' prefix, no '..')")
+        return globs
 
 
 class GitLocation(Model):
@@ -194,5 +206,7 @@ class EnvironmentConfig(Model):
 class BuildSettings(Model):
     timeout_seconds: int = Field(1800, ge=5)
     parallelism: int = Field(1, ge=1, le=16)
-    storage_driver: Literal["vfs", "overlay"] = "vfs"
+    storage_driver: Literal["auto", "overlay", "vfs"] = "auto"
+    """``auto``: overlay where a test mount under the storage dir works (root, kernel overlayfs),
+    else vfs, with a log line saying why (``handlers.build.storage``)."""
     max_retries: int = Field(3, ge=0)

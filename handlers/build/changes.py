@@ -1,24 +1,24 @@
 """Which images a push changes, decided from the git diff in the mirror (payload paths may be cut).
 
-An image triggers when a changed path matches one of its ``paths`` globs; without ``paths`` the
-default is ``<context>/**`` plus its Dockerfile. Globs are fnmatch-style on ``/``-separated paths:
-``*`` and ``?`` stay inside one segment, ``**`` spans any number of segments (also none), a
-trailing ``/`` means "everything below". A new branch, a force push (``before`` not an ancestor of
-``after``, or unknown) and a tag push build every image.
+An image triggers when a changed path matches one of its ``paths`` globs (``handlers.globs``);
+without ``paths`` the default is ``<context>/**`` plus its Dockerfile. A new branch, a force push
+(``before`` not an ancestor of ``after``, or unknown) and a tag push build every image.
 """
 
 from __future__ import annotations
 
-import functools
 import posixpath
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from handlers.build.mirror import Mirror
 from handlers.events import GitPushed
+from handlers.globs import glob_regex, matches
 from handlers.settings import ImageBuildConfig
 from handlers.validate import validate_sha
+
+__all__ = ["ChangeDecision", "changed_images", "decide", "default_paths", "diff_paths", "dockerfile_path",
+           "glob_regex", "images_touched", "matches"]
 
 SHOWN_PATHS = 5
 
@@ -46,41 +46,6 @@ def dockerfile_path(image: ImageBuildConfig) -> str:
 def default_paths(image: ImageBuildConfig) -> list[str]:
     context = context_dir(image)
     return ["**" if context == "." else f"{context}/**", dockerfile_path(image)]
-
-
-@functools.lru_cache(maxsize=512)
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Translate one glob to an anchored regex (see the module docstring for the grammar)."""
-    pattern = pattern.removeprefix("./")
-    if pattern.endswith("/"):
-        pattern += "**"
-    out, i = [], 0
-    while i < len(pattern):
-        token, i = _glob_token(pattern, i)
-        out.append(token)
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
-
-
-def _glob_token(pattern: str, i: int) -> tuple[str, int]:
-    if pattern.startswith("**/", i):
-        return "(?:.*/)?", i + 3
-    if pattern.startswith("**", i):
-        return ".*", i + 2
-    char = pattern[i]
-    if char == "*":
-        return "[^/]*", i + 1
-    if char == "?":
-        return "[^/]", i + 1
-    if char == "[":
-        end = pattern.find("]", i + 2)
-        if end != -1:
-            body = pattern[i + 1:end].replace("\\", "\\\\")
-            return "[" + ("^" + body[1:] if body.startswith("!") else body) + "]", end + 1
-    return re.escape(char), i + 1
-
-
-def matches(path: str, patterns: Sequence[str]) -> bool:
-    return any(glob_regex(p).match(path) for p in patterns)
 
 
 def images_touched(images: Sequence[ImageBuildConfig], paths: Sequence[str]) -> tuple[str, ...]:

@@ -20,7 +20,11 @@ Three kinds of field are edited, all on single-line plain or quoted scalars:
       ``image: {repository: ..., tag: ...}``);
    c. the key holding the mapping, when it is the last path segment of a known image
       (kluctl vars ``images: {frontend: {version: ...}}`` → ``.../frontend``);
-   d. the single known image, when the environment knows exactly one (known = the caller's
+   d. the file: the one known image whose ``files`` globs match the file's path, by default
+      ``**/services/<name>/config/**`` for an image whose last path segment is ``<name>`` (the
+      seed's monorepo: ``services/frontend/config/staging.yaml`` holds ``version: 1.0.0 #
+      STAGING_IMAGE_TAG`` for ``.../frontend``);
+   e. the single known image, when the environment knows exactly one (known = the caller's
       ``known_images`` plus the batch);
    otherwise the marker is skipped with an "ambiguous" warning. A marker bound to an image
    that is not in the batch is silently left alone (it is another image's field).
@@ -34,7 +38,8 @@ Three kinds of field are edited, all on single-line plain or quoted scalars:
 A marker must sit on the line where the scalar is written: on an anchored value mark the
 anchor (``&x``) line; a comment after an alias (``*x``) is not read. Keys are never edited.
 
-Safety: files are screened by plain text search before parsing; Jinja2 templates (``{{``,
+Safety: files are screened by plain text search before parsing (``bump`` screens each git blob
+once and remembers the answer by blob id, ``handlers.manifests.screen``); Jinja2 templates (``{{``,
 ``{%``, ``{#``) are never parsed or touched; only regular ``.yaml``/``.yml`` files up to 1 MiB,
 no symlinks, nothing under ``.git``. ruamel.yaml's round-trip composer locates the value's
 exact character span; the edit is a splice of the original text, so quotes, comments, CRLF,
@@ -45,15 +50,15 @@ any difference raises ``UnsafeEdit`` and no file is written. "Nothing to change"
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from handlers.manifests.engine import apply, scan
+from handlers.manifests.engine import apply, edit, scan, scan_sources
 from handlers.manifests.model import Change, ImageUpdate, Scan, Target, UnsafeEdit
 
-__all__ = ["Change", "EditResult", "ImageUpdate", "Scan", "Target", "UnsafeEdit", "apply", "scan",
-           "update_manifests"]
+__all__ = ["Change", "EditResult", "ImageUpdate", "Scan", "Target", "UnsafeEdit", "apply", "edit", "scan",
+           "scan_sources", "update_manifests"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,8 @@ class EditResult:
 
 
 def update_manifests(root: Path, updates: Sequence[ImageUpdate], markers: Sequence[str], *,
-                     known_images: Sequence[str] = ()) -> EditResult:
+                     known_images: Sequence[str] = (),
+                     image_files: Mapping[str, Sequence[str]] | None = None) -> EditResult:
     """Scan and apply in one go, with no policy filter (``bump`` filters between the two)."""
-    found = scan(root, updates, markers, known_images=known_images)
+    found = scan(root, updates, markers, known_images=known_images, image_files=image_files)
     return EditResult(tuple(apply(root, found.targets)), found.warnings)

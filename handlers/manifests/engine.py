@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ruamel.yaml.nodes import Node, ScalarNode
@@ -11,7 +11,7 @@ from ruamel.yaml.nodes import Node, ScalarNode
 from handlers.errors import ConfigError
 from handlers.manifests import kustomize
 from handlers.manifests.files import Source, is_template, read_source, relevant, write_atomic, yaml_files
-from handlers.manifests.markers import Rewrite, flux_rewrite, flux_setter, seed_regex, seed_rewrite
+from handlers.manifests.markers import Rewrite, file_owner, flux_rewrite, flux_setter, seed_regex, seed_rewrite
 from handlers.manifests.model import Change, ImageUpdate, Scan, Target, UnsafeEdit
 from handlers.manifests.nodes import compose, first_difference, rest_of_line, scalars, value_span
 
@@ -19,25 +19,38 @@ Found = tuple[ScalarNode, Rewrite, str]
 
 
 def scan(root: Path, updates: Sequence[ImageUpdate], markers: Sequence[str], *,
-         known_images: Sequence[str] = (), include: Callable[[str], bool] | None = None) -> Scan:
+         known_images: Sequence[str] = (), include: Callable[[str], bool] | None = None,
+         image_files: Mapping[str, Sequence[str]] | None = None) -> Scan:
     """Every field under ``root`` that one of ``updates`` would rewrite (no-ops included).
 
-    ``include`` (given the root-relative POSIX path) narrows which files are read at all.
+    ``include`` (given the root-relative POSIX path) narrows which files are read at all;
+    ``image_files`` maps an image to the globs of the files its bare-tag markers live in.
     """
     root = root.resolve()
+
+    def sources() -> Iterator[Source | str]:
+        for path in yaml_files(root):
+            if include is None or include(path.relative_to(root).as_posix()):
+                yield read_source(root, path)
+
+    return scan_sources(sources(), updates, markers, known_images=known_images, image_files=image_files)
+
+
+def scan_sources(sources: Iterable[Source | str], updates: Sequence[ImageUpdate], markers: Sequence[str], *,
+                 known_images: Sequence[str] = (), image_files: Mapping[str, Sequence[str]] | None = None) -> Scan:
+    """``scan`` over given sources (or the warnings that replaced unreadable ones), in order."""
     targets: list[Target] = []
     warnings: list[str] = []
     seed = seed_regex(markers)
-    for path in yaml_files(root):
-        if include is not None and not include(path.relative_to(root).as_posix()):
-            continue
-        source = read_source(root, path)
+    universe = sorted({*known_images, *(u.image for u in updates)})
+    for source in sources:
         if isinstance(source, str):
             warnings.append(source)
             continue
         if not relevant(source.text, markers, source.is_kustomization):
             continue
-        for item in _file_targets(source, updates, seed, known_images):
+        owner = file_owner(source.rel, universe, image_files or {})
+        for item in _file_targets(source, updates, seed, known_images, owner):
             if isinstance(item, Target):
                 targets.append(item)
             else:
@@ -46,7 +59,7 @@ def scan(root: Path, updates: Sequence[ImageUpdate], markers: Sequence[str], *,
 
 
 def _file_targets(source: Source, updates: Sequence[ImageUpdate], seed: re.Pattern[str] | None,
-                  known: Sequence[str]) -> Iterator[Target | str]:
+                  known: Sequence[str], owner: str | None) -> Iterator[Target | str]:
     if is_template(source.text):
         yield f"{source.rel}: skipped, a template ({{{{ }}}} or {{% %}}); never parsed or edited"
         return
@@ -56,12 +69,12 @@ def _file_targets(source: Source, updates: Sequence[ImageUpdate], seed: re.Patte
         yield f"{exc}; skipped"
         return
     for doc in docs:
-        for node, rewrite, marker in _found(source, doc, updates, seed, known):
+        for node, rewrite, marker in _found(source, doc, updates, seed, known, owner):
             yield _target(source, node, rewrite, marker)
 
 
 def _found(source: Source, doc: Node, updates: Sequence[ImageUpdate], seed: re.Pattern[str] | None,
-           known: Sequence[str]) -> Iterator[Found]:
+           known: Sequence[str], owner: str | None) -> Iterator[Found]:
     for scalar in scalars(doc):
         comment = rest_of_line(source.text, scalar.node.end_mark.index)
         match = seed.match(comment) if seed else None
@@ -69,7 +82,7 @@ def _found(source: Source, doc: Node, updates: Sequence[ImageUpdate], seed: re.P
         rewrite: Rewrite | None = None
         marker = ""
         if match:
-            rewrite = seed_rewrite(scalar, match["qualifier"], updates, known)
+            rewrite = seed_rewrite(scalar, match["qualifier"], updates, known, owner)
             marker = match["marker"] + (f":{match['qualifier']}" if match["qualifier"] else "")
         elif setter:
             rewrite = flux_rewrite(scalar, setter, updates)
@@ -108,28 +121,48 @@ def _dedupe(targets: list[Target], warnings: list[str]) -> Iterator[Target]:
 def apply(root: Path, targets: Iterable[Target]) -> list[Change]:
     """Apply the targets that change something; every file is verified before any is written."""
     root = root.resolve()
+    texts = {rel: _read_for_edit(root, rel) for rel in _changing(targets)}
+    edited, changes = edit(texts, targets)
+    for rel, text in sorted(edited.items()):
+        write_atomic(root / rel, text)
+    return changes
+
+
+def edit(texts: Mapping[str, str], targets: Iterable[Target]) -> tuple[dict[str, str], list[Change]]:
+    """The new text of every file a changing target is in, each verified, and the changes in order.
+
+    ``texts`` holds the current text of those files (by root-relative path); nothing is written.
+    """
+    by_file = _changing(targets)
+    edited = {rel: _edit_text(rel, texts[rel], group) for rel, group in sorted(by_file.items())}
+    changes = [Change(t.file, t.line, t.old, t.new, t.image, t.marker)
+               for _, group in sorted(by_file.items()) for t in sorted(group, key=lambda t: t.start)]
+    return edited, changes
+
+
+def _changing(targets: Iterable[Target]) -> dict[str, list[Target]]:
     by_file: dict[str, list[Target]] = {}
     for target in targets:
         if target.old != target.new:
             by_file.setdefault(target.file, []).append(target)
-    planned = [_plan_file(root, rel, group) for rel, group in sorted(by_file.items())]
-    for path, text in planned:
-        write_atomic(path, text)
-    return [Change(t.file, t.line, t.old, t.new, t.image, t.marker)
-            for _, group in sorted(by_file.items()) for t in sorted(group, key=lambda t: t.start)]
+    return by_file
 
 
-def _plan_file(root: Path, rel: str, targets: list[Target]) -> tuple[Path, str]:
+def _read_for_edit(root: Path, rel: str) -> str:
     path = root / rel
     if path.is_symlink() or not path.resolve().is_relative_to(root):
         raise UnsafeEdit(f"{rel}: not a regular file inside the checkout")
     source = read_source(root, path)
     if isinstance(source, str):
         raise UnsafeEdit(source)
+    return source.text
+
+
+def _edit_text(rel: str, text: str, targets: list[Target]) -> str:
     ordered = sorted(targets, key=lambda t: t.start)
-    new_text = splice(source.text, ordered)
-    verify(rel, source.text, new_text, ordered)
-    return path, new_text
+    new_text = splice(text, ordered)
+    verify(rel, text, new_text, ordered)
+    return new_text
 
 
 def splice(text: str, ordered: Sequence[Target]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,13 +18,28 @@ TEMPLATE_MARKS = ("{{", "{%", "{#")
 
 @dataclass(frozen=True, slots=True)
 class Source:
+    """One file's text, by its root-relative POSIX path (from a directory or a git tree)."""
+
     rel: str
-    path: Path
     text: str
 
     @property
     def is_kustomization(self) -> bool:
-        return self.path.name in KUSTOMIZATION_NAMES
+        return is_kustomization(self.rel)
+
+
+def is_kustomization(rel: str) -> bool:
+    return posixpath.basename(rel) in KUSTOMIZATION_NAMES
+
+
+def is_yaml_name(rel: str) -> bool:
+    return rel.endswith(SUFFIXES)
+
+
+def walk_key(rel: str) -> tuple[tuple[int, str], ...]:
+    """Sort key giving ``yaml_files``' order (a directory's files before its subdirectories)."""
+    *dirs, name = rel.split("/")
+    return (*((1, d) for d in dirs), (0, name))
 
 
 def yaml_files(root: Path) -> Iterator[Path]:
@@ -53,14 +69,27 @@ def read_source(root: Path, path: Path) -> Source | str:
     try:
         size = path.lstat().st_size
         if size > MAX_FILE_BYTES:
-            return f"{rel}: skipped, larger than {MAX_FILE_BYTES} bytes"
+            return too_large(rel)
         data = path.read_bytes()
     except OSError as exc:
         return f"{rel}: skipped, unreadable ({exc.strerror})"
+    return decode_source(rel, data)
+
+
+def too_large(rel: str) -> str:
+    return f"{rel}: skipped, larger than {MAX_FILE_BYTES} bytes"
+
+
+def decode_source(rel: str, data: bytes) -> Source | str:
+    """``data`` as a ``Source``, or the warning for a file that is not UTF-8."""
     try:
-        return Source(rel, path, data.decode("utf-8"))
+        return Source(rel, data.decode("utf-8"))
     except UnicodeDecodeError:
-        return f"{rel}: skipped, not UTF-8"
+        return not_utf8(rel)
+
+
+def not_utf8(rel: str) -> str:
+    return f"{rel}: skipped, not UTF-8"
 
 
 def write_atomic(path: Path, text: str) -> None:

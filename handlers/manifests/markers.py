@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ruamel.yaml.nodes import ScalarNode
 
+from handlers.globs import matches
 from handlers.images import ImageRef, normalize_image, same_image
 from handlers.manifests.model import ImageUpdate
 from handlers.manifests.nodes import Scalar, mapping_get
@@ -54,16 +55,32 @@ def rewrite_ref(value: str, update: ImageUpdate, *, rename: bool = False) -> Rew
     return Rewrite(update, ImageRef(name, update.tag, digest).format(), ref.tag)
 
 
+def default_files(image: str) -> list[str]:
+    """The seed's monorepo shape: ``services/<name>/config/`` holds the vars of the image ``<name>``."""
+    return [f"**/services/{image.rsplit('/', 1)[-1]}/config/**"]
+
+
+def file_owner(rel: str, images: Sequence[str], image_files: Mapping[str, Sequence[str]]) -> str | None:
+    """The one image whose ``files`` globs (default: ``default_files``) match ``rel``, else None."""
+    owners = [image for image in images if matches(rel, _globs(image, image_files))]
+    return owners[0] if len(owners) == 1 else None
+
+
+def _globs(image: str, image_files: Mapping[str, Sequence[str]]) -> Sequence[str]:
+    configured = next((globs for name, globs in image_files.items() if same_image(name, image)), None)
+    return default_files(image) if configured is None else configured
+
+
 def seed_rewrite(scalar: Scalar, qualifier: str | None, updates: Sequence[ImageUpdate],
-                 known: Sequence[str]) -> Rewrite | None:
-    """None: the marker belongs to an image not in this batch."""
+                 known: Sequence[str], owner: str | None = None) -> Rewrite | None:
+    """None: the marker belongs to an image not in this batch. ``owner``: see ``file_owner``."""
     value = scalar.node.value
     if looks_like_ref(value):
         name = ImageRef.parse(value).name
         update = next((u for u in updates if same_image(u.image, name)
                        and (qualifier is None or name_matches(qualifier, u.image))), None)
         return None if update is None else rewrite_ref(value, update)
-    bound, warning = bind(scalar, qualifier, updates, known)
+    bound, warning = bind(scalar, qualifier, updates, known, owner)
     if bound is None:
         return Rewrite(None, warning=warning) if warning else None
     update = next((u for u in updates if name_matches(bound, u.image)), None)
@@ -71,7 +88,7 @@ def seed_rewrite(scalar: Scalar, qualifier: str | None, updates: Sequence[ImageU
 
 
 def bind(scalar: Scalar, qualifier: str | None, updates: Sequence[ImageUpdate],
-         known: Sequence[str]) -> tuple[str | None, str]:
+         known: Sequence[str], owner: str | None = None) -> tuple[str | None, str]:
     """Which image an unqualified bare-tag marker belongs to (rules in the package docstring)."""
     if qualifier:
         return qualifier, ""
@@ -81,6 +98,8 @@ def bind(scalar: Scalar, qualifier: str | None, updates: Sequence[ImageUpdate],
     universe = sorted({*known, *(u.image for u in updates)})
     if scalar.parent_key and any(i.rsplit("/", 1)[-1] == scalar.parent_key for i in universe):
         return scalar.parent_key, ""
+    if owner is not None:
+        return owner, ""
     if len(universe) == 1:
         return universe[0], ""
     return None, (f"marker on {scalar.node.value!r} is ambiguous between {universe}; "

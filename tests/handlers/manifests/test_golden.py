@@ -22,7 +22,8 @@ def _run(case: str, work: Path) -> tuple[int, tuple[str, ...]]:
     spec = load_yaml_text((GOLDEN / case / "case.yaml").read_text())
     shutil.copytree(GOLDEN / case / "original", work)
     updates = [ImageUpdate(**u) for u in spec["updates"]]
-    result = update_manifests(work, updates, spec["markers"], known_images=spec.get("known_images", []))
+    result = update_manifests(work, updates, spec["markers"], known_images=spec.get("known_images", []),
+                              image_files=spec.get("files"))
     return len(result.changes), result.warnings
 
 
@@ -51,6 +52,6 @@ def test_golden_case_is_idempotent(case: str, tmp_path: Path) -> None:
     _run(case, work)
     spec = load_yaml_text((GOLDEN / case / "case.yaml").read_text())
     again = update_manifests(work, [ImageUpdate(**u) for u in spec["updates"]], spec["markers"],
-                             known_images=spec.get("known_images", []))
+                             known_images=spec.get("known_images", []), image_files=spec.get("files"))
     assert again.changes == ()
     assert _files(work) == _files(GOLDEN / case / "expected")
