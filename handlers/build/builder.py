@@ -7,6 +7,10 @@ tag in ``spec.tags``, or push nothing; return the pushed manifest digest; raise 
 
 ``BuildahBuilder`` keeps its storage under ``<state_dir>/buildah`` and builds with
 ``bud --isolation chroot --layers``, so unchanged steps come from the layer cache across builds.
+The storage driver is overlay where the kernel offers it, else vfs (``handlers.build.storage``).
+``spec.labels`` become one ``LABEL`` instruction appended to a copy of the Dockerfile written
+outside the context (``handlers.build.labels``): one committed step after every cached one,
+instead of buildah's one step per ``--label``; the flags remain the fallback.
 Credentials are resolved from ``RegistryConfig`` at build time and handed to buildah in a private
 ``--authfile`` (mode 0600, deleted afterwards) rather than ``--creds``: a command line is readable
 by every local user in ``/proc``, and the log records the command. ``--tls-verify=false`` is used
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from handlers.build import storage
 from handlers.build.errors import (
     BuildFailed,
     BuildTimeout,
@@ -34,6 +39,7 @@ from handlers.build.errors import (
     Superseded,
     log_tail,
 )
+from handlers.build.labels import with_labels
 from handlers.build.process import ProcessTimedOut, run_logged
 from handlers.build.registry import credentials
 from handlers.errors import PermanentError
@@ -76,14 +82,19 @@ class Builder(Protocol):
 class BuildahBuilder:
     """``buildah bud`` + ``buildah push --digestfile`` with storage under ``<state_dir>/buildah``."""
 
-    def __init__(self, *, state_dir: Path, registries: list[RegistryConfig], storage_driver: str = "vfs") -> None:
+    def __init__(self, *, state_dir: Path, registries: list[RegistryConfig], storage_driver: str = "auto") -> None:
         self.state_dir = state_dir
         self.registries = registries
-        self.storage_driver = storage_driver
+        self.storage_setting = storage_driver
+
+    @property
+    def storage_driver(self) -> str:
+        """``overlay`` or ``vfs``: ``auto`` resolved once per storage dir (``handlers.build.storage``)."""
+        return storage.storage_driver(self.storage_setting, self.state_dir / "buildah" / "storage").driver
 
     def build(self, spec: BuildSpec, *, log: Path, should_continue: Callable[[], bool]) -> BuiltImage:
-        with self._authfile() as authfile:
-            self._bud(spec, authfile, log, should_continue)
+        with self._authfile() as authfile, self._labelled(spec) as dockerfile:
+            self._bud(spec, authfile, log, should_continue, dockerfile)
             if not should_continue():
                 raise Superseded("a newer push arrived before the push")
             digest = self._push_all(spec, authfile, log, should_continue)
@@ -106,21 +117,44 @@ class BuildahBuilder:
         flags = [f"--tls-verify={'false' if self._insecure(spec.image) else 'true'}"]
         return flags + (["--authfile", str(authfile)] if authfile else [])
 
-    def bud_argv(self, spec: BuildSpec, authfile: Path | None = None) -> list[str]:
+    def bud_argv(self, spec: BuildSpec, authfile: Path | None = None, labelled: Path | None = None) -> list[str]:
+        """``labelled``: a Dockerfile that already carries ``spec.labels`` (else they go as flags)."""
         argv = [*self._base(), "bud", "--isolation", "chroot", "--layers", "--force-rm",
-                *self._common(spec, authfile), "-f", str(spec.dockerfile)]
+                *self._common(spec, authfile), "-f", str(labelled or spec.dockerfile)]
         for key, value in sorted(spec.build_args.items()):
             argv += ["--build-arg", f"{key}={value}"]
-        for key, value in sorted(spec.labels.items()):
+        for key, value in sorted(spec.labels.items()) if labelled is None else ():
             argv += ["--label", f"{key}={value}"]
         argv += ["--target", spec.target] if spec.target else []
         for tag in spec.tags:
             argv += ["-t", f"{spec.image}:{tag}"]
         return [*argv, str(spec.context)]
 
-    def _bud(self, spec: BuildSpec, authfile: Path | None, log: Path, should_continue: Callable[[], bool]) -> None:
+    @contextlib.contextmanager
+    def _labelled(self, spec: BuildSpec) -> Iterator[Path | None]:
+        """A copy of the Dockerfile ending in one ``LABEL`` instruction, outside the context (so
+        ``COPY .`` never sees it), with its ``<name>.dockerignore`` beside it; None: use flags."""
         try:
-            code = run_logged(self.bud_argv(spec, authfile), log=log, timeout=spec.timeout_seconds,
+            text = with_labels(spec.dockerfile.read_text(), spec.labels, spec.target) if spec.labels else None
+        except (OSError, UnicodeDecodeError):
+            text = None
+        if text is None:
+            yield None
+            return
+        parent = self.state_dir / "buildah"
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="dockerfile-", dir=parent) as private:
+            path = Path(private) / spec.dockerfile.name
+            path.write_text(text)
+            ignore = spec.dockerfile.with_name(spec.dockerfile.name + ".dockerignore")
+            if ignore.is_file():
+                shutil.copyfile(ignore, path.with_name(ignore.name))
+            yield path
+
+    def _bud(self, spec: BuildSpec, authfile: Path | None, log: Path, should_continue: Callable[[], bool],
+             labelled: Path | None = None) -> None:
+        try:
+            code = run_logged(self.bud_argv(spec, authfile, labelled), log=log, timeout=spec.timeout_seconds,
                               should_continue=should_continue)
         except ProcessTimedOut as exc:
             why = f"timeout: build exceeded {spec.timeout_seconds:g}s; its processes were killed"

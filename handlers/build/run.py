@@ -56,14 +56,15 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url)
     sha = mirror.ensure_commit(sha)
     report = replace(report, sha=sha)
-    if made_by_shipline(mirror, sha):
+    facts = commit_facts(mirror, sha)
+    if facts.made_by_shipline:
         return replace(report, nothing_to_build_reason=f"{sha[:7]} is Shipline's own commit (Shipline-Bot trailer)")
     decision = changed_images(mirror, repo.images, event)
     if not decision.images:
         return replace(report, nothing_to_build_reason=decision.reason)
-    job = _Job(repo, event, mirror, values_for(mirror, event, sha), registries, state_dir, settings,
-               builder or BuildahBuilder(state_dir=state_dir, registries=registries,
-                                         storage_driver=settings.storage_driver), should_continue)
+    job = _Job(repo, event, mirror, values_for(mirror, event, sha), facts.committed_at, registries, state_dir,
+               settings, builder or BuildahBuilder(state_dir=state_dir, registries=registries,
+                                                   storage_driver=settings.storage_driver), should_continue)
     chosen = [i for i in repo.images if i.name in decision.images]
     with ThreadPoolExecutor(max_workers=settings.parallelism, thread_name_prefix="build") as pool:
         results = tuple(pool.map(job.run, chosen))
@@ -73,10 +74,22 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     return report
 
 
-def made_by_shipline(mirror: Mirror, sha: str) -> bool:
+@dataclass(frozen=True, slots=True)
+class CommitFacts:
+    made_by_shipline: bool
     """Shipline's bump commits never trigger builds (they would loop when manifests share the app repo)."""
-    trailer = mirror.run("log", "-1", "--format=%(trailers:key=Shipline-Bot,valueonly)", sha)
-    return trailer.strip().lower() == "true"
+    committed_at: datetime
+    """The commit's committer date: the image's ``created`` label, the same for every build of the commit."""
+
+
+def commit_facts(mirror: Mirror, sha: str) -> CommitFacts:
+    out = mirror.run("log", "-1", "--format=%ct%x00%(trailers:key=Shipline-Bot,valueonly)", sha)
+    stamp, _, trailer = out.partition("\0")
+    return CommitFacts(trailer.strip().lower() == "true", datetime.fromtimestamp(int(stamp), UTC))
+
+
+def made_by_shipline(mirror: Mirror, sha: str) -> bool:
+    return commit_facts(mirror, sha).made_by_shipline
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,7 @@ class _Job:
     event: GitPushed
     mirror: Mirror
     values: TagValues
+    committed_at: datetime
     registries: list[RegistryConfig]
     state_dir: Path
     settings: BuildSettings
@@ -154,7 +168,7 @@ class _Job:
         return {
             "org.opencontainers.image.revision": self.values.sha,
             "org.opencontainers.image.source": public_url(self.repo.url),
-            "org.opencontainers.image.created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "org.opencontainers.image.created": self.committed_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
 
     def _log_path(self, image: ImageBuildConfig) -> Path:
