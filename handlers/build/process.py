@@ -5,6 +5,11 @@ stays in the group (``buildah-chroot-exec`` and the ``RUN`` command included): `
 buildah then removes its working container (with ``--force-rm``) — and ``SIGKILL`` to the whole
 group after ``KILL_GRACE_SECONDS``. The limit is enforced here, on the process, not by a worker
 middleware that cannot stop a subprocess.
+
+The build is tied to its worker (``handlers.build.orphans``): it gets a SIGTERM when the worker
+thread that started it dies, and each run first kills what is left of builds whose worker died
+(recorded in ``<log dir>/.running/``), so a ``kill -9``-ed worker leaves no build running once
+its job is redelivered.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from handlers.build import orphans
 from handlers.build.errors import Superseded
 
 POLL_SECONDS = 0.5
+RUNNING_DIR = ".running"
+"""Beside the build logs: one record per running build, for ``orphans.reap``."""
 KILL_GRACE_SECONDS = 10.0
 
 
@@ -31,17 +39,24 @@ class ProcessTimedOut(Exception):
 def run_logged(argv: Sequence[str], *, log: Path, timeout: float, should_continue: Callable[[], bool],
                env: Mapping[str, str] | None = None) -> int:
     """Exit status of ``argv``; raises ``ProcessTimedOut`` or ``Superseded`` after stopping it."""
+    running = log.parent / RUNNING_DIR
+    orphans.reap(running)
     with log.open("ab") as out:
         out.write(f"$ {shlex.join(argv)}\n".encode())
         out.flush()
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=dict(env) if env is not None else None)
+                                start_new_session=True, env=dict(env) if env is not None else None,
+                                # preexec_fn with threads around: it only calls prctl (no lock, no import)
+                                preexec_fn=orphans.die_with_parent(os.getpid()))
+        record = orphans.Running.register(running, proc.pid)
         try:
             return _wait(proc, time.monotonic() + timeout, should_continue)
         finally:
             if proc.returncode is None:
                 stop_group(proc)
             out.write(f"# exit {proc.returncode}\n".encode())
+            if record is not None:
+                record.unlink(missing_ok=True)
 
 
 def _wait(proc: subprocess.Popen[bytes], deadline: float, should_continue: Callable[[], bool]) -> int:

@@ -1,15 +1,21 @@
-"""The build subprocess runner: deadlines and the stop switch reach the whole process group."""
+"""The build subprocess runner: deadlines and the stop switch reach the whole process group, and a
+build does not outlive its worker."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from handlers.build import orphans
 from handlers.build.errors import Superseded
-from handlers.build.process import ProcessTimedOut, run_logged
+from handlers.build.process import RUNNING_DIR, ProcessTimedOut, run_logged
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # a parent that ignores nothing and a grandchild in the same group, both printing their pid
 SCRIPT = "sleep 30 & echo child=$! ; echo started; wait"
@@ -19,12 +25,19 @@ def child_pid(log: Path) -> int:
     return int(next(line for line in log.read_text().splitlines() if line.startswith("child="))[6:])
 
 
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+def gone(pid: int, within: float = 2.0) -> bool:
+    """Dead (or a zombie) within ``within`` seconds: a signal is delivered asynchronously."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            os.kill(pid, 0)
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except (ProcessLookupError, FileNotFoundError):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def test_output_and_exit_status_go_to_the_log(tmp_path: Path) -> None:
@@ -47,4 +60,50 @@ def test_should_continue_false_stops_the_group(tmp_path: Path) -> None:
     stop_at = time.monotonic() + 1
     with pytest.raises(Superseded):
         run_logged(["sh", "-c", SCRIPT], log=log, timeout=60, should_continue=lambda: time.monotonic() < stop_at)
+    assert gone(child_pid(log))
+
+
+WORKER = """
+import sys
+from pathlib import Path
+from handlers.build.process import run_logged
+run_logged(["sh", "-c", sys.argv[2]], log=Path(sys.argv[1]), timeout=300, should_continue=lambda: True)
+"""
+
+
+def start_worker(log: Path) -> subprocess.Popen[bytes]:
+    """A stand-in worker process running one build; returns once the build printed its child."""
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(log), SCRIPT], cwd=REPO_ROOT)
+    deadline = time.monotonic() + 10
+    while not (log.exists() and "started" in log.read_text() and any((log.parent / RUNNING_DIR).glob("*.json"))):
+        assert time.monotonic() < deadline, "the build never started"
+        time.sleep(0.05)
+    return worker
+
+
+def test_a_killed_worker_takes_its_build_leader_along_and_the_next_build_reaps_the_rest(tmp_path: Path) -> None:
+    log = tmp_path / "orphan.log"
+    worker = start_worker(log)
+    records = list((tmp_path / RUNNING_DIR).glob("*.json"))
+    assert len(records) == 1
+    leader = int(records[0].stem)
+    worker.kill()  # kill -9, as a crash would
+    worker.wait()
+    assert gone(leader, within=5), "the parent-death signal never reached the build"
+    assert not gone(child_pid(log), within=0), "the RUN-like grandchild outlives its leader: only the reaper stops it"
+    assert run_logged(["true"], log=tmp_path / "next.log", timeout=10, should_continue=lambda: True) == 0
+    assert gone(child_pid(log))
+    assert not list((tmp_path / RUNNING_DIR).glob("*.json"))
+
+
+def test_a_build_whose_worker_lives_is_not_reaped(tmp_path: Path) -> None:
+    log = tmp_path / "alive.log"
+    worker = start_worker(log)
+    try:
+        assert orphans.reap(tmp_path / RUNNING_DIR) == []
+        assert not gone(child_pid(log), within=0)
+    finally:
+        worker.kill()
+        worker.wait()
+    run_logged(["true"], log=tmp_path / "next.log", timeout=10, should_continue=lambda: True)
     assert gone(child_pid(log))
