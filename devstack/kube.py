@@ -29,6 +29,19 @@ START_TIMEOUT = 90.0
 """Per component; a cold apiserver on 2 cores needs ~10 s, a loaded CI machine more."""
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 HEALTH_PATHS = "/healthz,/readyz,/livez,/metrics"
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    resources: [{group: "", resources: [pods/status, nodes, nodes/status, events]},
+                {group: coordination.k8s.io, resources: [leases]}]
+  - level: Request
+    verbs: [patch]
+  - level: None
+"""
+"""Every PATCH with its body (server-side applies carry ``fieldManager`` and the object), minus the
+fake nodes' and pods' own status traffic."""
 
 
 @dataclass
@@ -44,6 +57,8 @@ class KubeCluster:
     scheduler_port: int
     nodes: int = 2
     startup_seconds: float | None = field(default=None)
+    audit_log: str = ""
+    """When set, the apiserver writes an audit log there (``AUDIT_POLICY``): used to count applies."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -183,7 +198,22 @@ class KubeCluster:
             # One client, loopback: request queuing only slows startup and tests down.
             "--enable-priority-and-fairness=false", "--max-requests-inflight=0",
             "--max-mutating-requests-inflight=0",
+            *self._audit_flags(),
         ]
+
+    def _audit_flags(self) -> list[str]:
+        if not self.audit_log:
+            return []
+        policy = self.state_dir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        return [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json", "--audit-log-maxsize=0"]
+
+    def restart_apiserver(self) -> None:
+        """Stop and start the apiserver with the current flags (e.g. after setting ``audit_log``)."""
+        self._daemon("kube-apiserver").stop()
+        self._launch("kube-apiserver", self._apiserver_argv(), self._api_ready)
+        self._save()
 
     def _component_argv(self, name: str, port: int) -> list[str]:
         pki = self.pki
