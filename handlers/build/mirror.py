@@ -56,7 +56,7 @@ class Mirror:
                 _clone(url, path)
                 return cls(path, url)
             mirror = cls(path, url)
-            if mirror.run("config", "--get", "remote.origin.url") != url:  # the config moved the repo
+            if mirror.origin_url() != url:  # the config moved the repo
                 mirror.run("remote", "set-url", "origin", url)
             mirror._fetch_unlocked()
             return mirror
@@ -71,6 +71,11 @@ class Mirror:
         except git.GitCommandError as exc:
             raise GitUnavailable(f"git fetch {self.url} failed: {_stderr(exc)}") from exc
 
+    def origin_url(self) -> str | None:
+        """``remote.origin.url``, read from the config file (no git process)."""
+        with self.repo.config_reader("repository") as config:
+            return str(config.get_value('remote "origin"', "url", default="")) or None
+
     def has_commit(self, sha: str) -> bool:
         return self.try_run("cat-file", "-e", f"{validate_sha(sha)}^{{commit}}") is not None
 
@@ -79,11 +84,17 @@ class Mirror:
 
         An annotated tag push may report the tag object's id: it is peeled to the commit it names.
         """
-        if not self.has_commit(sha):
+        peeled = self._peel(validate_sha(sha))
+        if peeled is None:
             self.fetch()
-            if not self.has_commit(sha):
+            peeled = self._peel(sha)
+            if peeled is None:
                 raise CommitNotFound(f"commit {sha} is not in {self.url} (force-pushed away?)")
-        return validate_sha(self.run("rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}"), field="peeled")
+        return validate_sha(peeled, field="peeled")
+
+    def _peel(self, sha: str) -> str | None:
+        """The commit ``sha`` names (a tag object is peeled), or None when it is not here."""
+        return self.try_run("rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}")
 
     def run(self, *args: str) -> str:
         """``git <args>`` in the mirror (an argument list, never a shell); stdout without the newline.

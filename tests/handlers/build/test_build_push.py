@@ -121,3 +121,16 @@ def test_shiplines_own_commit_never_builds(app: AppRepo) -> None:
     assert report.images == ()
     assert "Shipline's own commit" in (report.nothing_to_build_reason or "")
     assert app.builder.calls == []
+
+
+def test_a_rebuild_of_the_same_commit_is_fully_cached_and_the_same_image(app: AppRepo) -> None:
+    config = app.config([{"name": app.image("frontend"), "context": "frontend"}])
+    event = app.event("refs/heads/main", "0" * 40, app.pushed["refs/heads/main"])
+    first = app.build(event, config).images[0]
+    for record in (app.stack.state_dir / "build-index").glob(f"*{app.uid}*/*.json"):
+        record.unlink()
+    again = app.build(event, config).images[0]
+    assert (first.status, again.status) == ("built", "built")
+    log = Path(again.log or "").read_text()
+    assert log.count("LABEL ") == 1 and "--label" not in log
+    assert again.digest == first.digest
