@@ -75,25 +75,33 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "new revision re-applies only objects whose digest changed.",
     ],
     ("bump", "event → pushed commit"): [
-        "Most of a warm bump is the marker scan over every file (see the phases above): screening reads all "
-        "10,000 files. An index of files that carry markers, refreshed from `git diff --name-only` between "
-        "the last and the new head, would make it proportional to the change.",
+        "What a warm bump does now (phases above): one fetch of the branch head, `git log` for the trailers, "
+        "`git ls-tree` of the head, a read of only the blobs never screened before (screening facts are kept "
+        "by blob id, so an unchanged file is never read again), parse and edit of the marked files in memory, "
+        "a commit written by `git fast-import` (it reads only the trees along the edited path), and a push. "
+        "No working tree is checked out, reset or cleaned; before, the marker scan read all 10,000 files "
+        "and the reset and clean walked them.",
+        "Where the rest goes: the fetch and the push are HTTP round trips to the git server, each spawning "
+        "`git http-backend` there; the floor pays the push but not the fetch, since its clone is the only "
+        "writer of its twin repository. Shipline cannot skip the fetch (another writer may have moved the "
+        "branch); a persistent smart-HTTP connection or the server's push hook telling Shipline the new head "
+        "would be the next steps. `git ls-tree` of 10,000 entries and its parsing grow with the repository: "
+        "a listing kept per head, updated from `git diff-tree` between the previous and the new head, would "
+        "make that part proportional to the change too.",
     ],
     ("build", "build + push"): [
-        "Most of the gap is buildah, not Shipline's Python: Shipline adds three OCI labels (revision, source, "
-        "created), and buildah 1.28 with `--layers` turns each `--label` into its own LABEL step, each "
-        "committed as a cached layer — with the vfs driver a full copy of the root filesystem. The "
-        "comparison row with the same three labels given to the direct build shows what remains: Shipline's "
-        "own steps (mirror fetch ~50 ms, diff, content key, registry ping, context export: ~0.1 s by phase "
-        "timing) plus run-to-run noise of single vfs builds on a shared 2-core machine (3 % to 17 % across "
-        "our runs).",
-        "To close: append one `LABEL k=v k=v k=v` instruction to the exported Dockerfile (one step, not "
-        "three; careful with `--target` in multi-stage builds), or drop the `created` label (it also defeats "
-        "the layer cache of the label steps), or use the overlay storage driver where the host allows it "
-        "(`build.storage_driver: overlay`), which makes intermediate commits cheap.",
+        "Done: the three OCI labels are one `LABEL` instruction appended to a copy of the Dockerfile outside "
+        "the context (buildah 1.28 made each `--label` its own committed step), `created` is the commit's "
+        "date (a rebuild of a commit is fully cached and yields the same digest), overlay storage is used "
+        "where a probe mount works, and the mirror reads its origin URL from its config file and peels the "
+        "pushed commit in one git call.",
+        "What remains is in the profile above: the mirror fetch (an HTTP round trip to the git server) is "
+        "most of Shipline's own time; the diff, `git describe`, the content key, the registry ping and the "
+        "export are a few git processes each. The one `LABEL` step is one more commit than the plain build "
+        "makes; on vfs every commit copies the root filesystem, so the gap is largest there.",
     ],
     ("build", "docs-only"): [
-        "A docs-only push still fetches the mirror over HTTP and diffs the push (~50–100 ms). Deciding from "
+        "A docs-only push still fetches the mirror over HTTP and diffs the push. Deciding from "
         "the webhook's own changed paths when the sender lists them completely would skip the fetch.",
     ],
 }
