@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from handlers.build.errors import PushDenied, RegistryUnavailable
-from handlers.errors import PermanentError
+from handlers.errors import PermanentError, UnsafeInput
 from handlers.images import DOCKER_HUB, ImageRef
 from handlers.settings import RegistryConfig
 from handlers.validate import validate_registry_host, validate_repository
@@ -41,6 +41,8 @@ class Credentials:
 def registry_image(name: str) -> ImageRef:
     """An image name to build or push, with its host and repository validated."""
     ref = ImageRef.parse(name)
+    if ref.tag or ref.digest:
+        raise UnsafeInput(f"image {name!r}: give the name without a tag or digest (tags come from `tags:`)")
     validate_registry_host(ref.host, field="image host")
     validate_repository(ref.repository, field="image repository")
     return ImageRef(ref.canonical)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.build.registry import Credentials, ImageRef
+from handlers.build.registry import Credentials, registry_image
 from handlers.build.run import public_url
 from handlers.errors import UnsafeInput
+from handlers.images import ImageRef
 
 
 @pytest.mark.parametrize(("name", "host", "repository"), [
@@ -17,13 +18,14 @@ from handlers.errors import UnsafeInput
     ("nginx", "docker.io", "library/nginx"),
 ])
 def test_image_names_split_into_host_and_repository(name: str, host: str, repository: str) -> None:
-    assert ImageRef.parse(name) == ImageRef(host, repository)
+    ref = ImageRef.parse(name)
+    assert (ref.host, ref.repository) == (host, repository)
 
 
 @pytest.mark.parametrize("name", ["ghcr.io/Org/App", "ghcr.io/org/app:tag", "ghcr.io/../x", ""])
 def test_unsafe_image_names_are_refused(name: str) -> None:
     with pytest.raises(UnsafeInput):
-        ImageRef.parse(name)
+        registry_image(name)
 
 
 def test_credentials_hide_the_password() -> None:
