@@ -1,9 +1,10 @@
-"""Server-side apply of rendered objects, one object at a time, drift-aware.
+"""Server-side apply of rendered objects: prepare, apply one, apply many concurrently.
 
 Every object is applied with ``fieldManager=shipline`` after ``prepare`` gave it the label
-``shipline.dev/target=<env>``, the revision and digest annotations, and ``env.namespace`` when it
-is namespaced and names none (a namespace on a cluster-scoped kind is dropped). Namespaces and
-CRDs go first; CRDs are waited for until Established, then discovery is refreshed.
+``shipline.dev/target=<env>``, the digest annotation, and ``env.namespace`` when it is namespaced
+and names none (a namespace on a cluster-scoped kind is dropped). Namespaces and CRDs go first;
+CRDs are waited for until Established, then discovery is refreshed. The rest of a phase goes out
+``APPLY_CONCURRENCY`` requests at a time.
 
 Force: a changed manifest is applied with ``force=env.force_conflicts``; a 409 becomes an
 ``ApplyConflict`` listing fields and managers. Drift correction (``drift: correct``, same
@@ -13,23 +14,26 @@ manifest as last applied) always forces: taking back fields Shipline applied is 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TypeVar
 
 from handlers.errors import PermanentError, TransientError
 from handlers.settings import EnvironmentConfig
-from handlers.sync import drift
-from handlers.sync.fields import field_changes
 from handlers.sync.kubeapi import Conflict, KubeApi, NotFound, Resource
-from handlers.sync.objects import ANNOTATION_REVISION, Obj, ObjRef, annotation, mark, ref_of
+from handlers.sync.objects import Obj, ObjRef, digest, mark, ref_of
 
 CRD_KIND = "CustomResourceDefinition"
 FIRST = ("Namespace", CRD_KIND)
 CRD_TIMEOUT = 60.0
 DISCOVERY_TIMEOUT = 15.0
+APPLY_CONCURRENCY = 8
+"""Requests in flight per sync: enough to hide the API server's latency, small enough not to
+crowd out other clients (client-go's default QPS is 5-50)."""
 
-Action = Literal["created", "configured", "unchanged", "skipped"]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class ApplyConflict(PermanentError):
@@ -40,37 +44,27 @@ class ApplyConflict(PermanentError):
 class Desired:
     ref: ObjRef
     body: Obj
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ref: ObjRef
-    action: Action
-    drift: drift.Drift | None = None
+    digest: str
 
 
 @dataclass
 class Applier:
-    """Applies one environment's objects at one revision; ``known`` = keys of the last inventory."""
+    """Applies one environment's objects; ``new_*`` describe what this very render creates."""
 
     api: KubeApi
     env: EnvironmentConfig
-    revision: str
     dry_run: bool = False
-    known: set[tuple[str, str, str, str]] = field(default_factory=set)
     new_namespaces: set[str] = field(default_factory=set)
     """Namespaces the render creates: in dry-run their objects cannot be checked by the server."""
     new_kinds: dict[tuple[str, str], bool] = field(default_factory=dict)
     """(group, kind) → namespaced, for CRDs in the render: unserved until applied (dry-run)."""
 
     @classmethod
-    def for_render(cls, api: KubeApi, env: EnvironmentConfig, revision: str, objects: list[Obj], *,
-                   dry_run: bool, known: set[tuple[str, str, str, str]] | None = None) -> Applier:
+    def for_render(cls, api: KubeApi, env: EnvironmentConfig, objects: list[Obj], *, dry_run: bool) -> Applier:
         namespaces = {str(o["metadata"]["name"]) for o in objects if o["kind"] == "Namespace"}
         kinds = {(str(o["spec"]["group"]), str(o["spec"]["names"]["kind"])): o["spec"].get("scope") != "Cluster"
                  for o in objects if o["kind"] == CRD_KIND and isinstance(o.get("spec"), dict)}
-        return cls(api, env, revision, dry_run=dry_run, known=known or set(), new_namespaces=namespaces,
-                   new_kinds=kinds)
+        return cls(api, env, dry_run=dry_run, new_namespaces=namespaces, new_kinds=kinds)
 
     def prepare(self, obj: Obj) -> Desired:
         meta = dict(obj["metadata"])
@@ -78,30 +72,21 @@ class Applier:
             meta["namespace"] = meta.get("namespace") or self.env.namespace
         else:
             meta.pop("namespace", None)
-        body = mark({**obj, "metadata": meta}, target=self.env.name, revision=self.revision)
-        return Desired(ref_of(body), body)
+        body = mark({**obj, "metadata": meta}, target=self.env.name)
+        return Desired(ref_of(body), body, digest(body))
 
-    def sync(self, desired: Desired) -> Outcome:
-        """Create, update, correct or leave one object (see module doc for the rules)."""
+    def apply(self, desired: Desired, *, force: bool) -> Obj | None:
+        """The object the server answered with; None when it cannot exist yet in a dry run (its
+        namespace or CRD is created by this very sync)."""
         try:
-            live = self.api.get(desired.ref)
+            return self.api.apply(desired.body, desired.ref, force=force, dry_run=self.dry_run)
+        except Conflict as exc:
+            raise _conflict(desired.ref, exc) from None
         except NotFound:
-            if self.dry_run and (desired.ref.group, desired.ref.kind) in self.new_kinds:
-                return Outcome(desired.ref, "created")  # its CRD is only created by this sync
+            if self.dry_run and (desired.ref.namespace in self.new_namespaces
+                                 or (desired.ref.group, desired.ref.kind) in self.new_kinds):
+                return None
             raise
-        if live is None:
-            return self._create(desired)
-        if not drift.same_manifest(live, desired.body):
-            return Outcome(desired.ref, self._apply(desired, live, force=self.env.force_conflicts))
-        changes = drift.detect(self.api, desired.ref, desired.body, live)
-        if changes and self.env.drift == "report":
-            return Outcome(desired.ref, "skipped", drift.Drift(desired.ref, changes, corrected=False))
-        if changes:
-            self._apply(desired, live, force=True)
-            return Outcome(desired.ref, "configured", drift.Drift(desired.ref, changes, not self.dry_run))
-        if annotation(live, ANNOTATION_REVISION) == self.revision:
-            return Outcome(desired.ref, "unchanged")
-        return Outcome(desired.ref, self._apply(desired, live, force=self.env.force_conflicts))
 
     def wait_established(self, refs: list[ObjRef]) -> None:
         """Wait until every CRD in ``refs`` is Established, then refresh discovery."""
@@ -111,35 +96,12 @@ class Applier:
         if crds:
             self.api.forget()
 
-    def _create(self, desired: Desired) -> Outcome:
-        deleted = desired.ref.key in self.known
-        if deleted and self.env.drift == "report":
-            return Outcome(desired.ref, "skipped", drift.Drift(desired.ref, (drift.DELETED,), corrected=False))
-        self._apply(desired, None, force=self.env.force_conflicts)
-        found = drift.Drift(desired.ref, (drift.DELETED,), corrected=not self.dry_run) if deleted else None
-        return Outcome(desired.ref, "created", found)
-
-    def _apply(self, desired: Desired, live: Obj | None, *, force: bool) -> Action:
-        try:
-            result = self.api.apply(desired.body, desired.ref, force=force, dry_run=self.dry_run)
-        except Conflict as exc:
-            raise _conflict(desired.ref, exc) from None
-        except NotFound:
-            if self.dry_run and desired.ref.namespace in self.new_namespaces:
-                return "created"  # its namespace is created by this very sync
-            raise
-        if live is None:
-            return "created"
-        changed = (field_changes(live, result) if self.dry_run
-                   else result["metadata"].get("resourceVersion") != live["metadata"].get("resourceVersion"))
-        return "configured" if changed else "unchanged"
-
     def _namespaced(self, obj: Obj) -> bool:
         try:
             return self._resource(obj).namespaced
         except NotFound:
             key = (ref_of(obj).group, str(obj["kind"]))
-            if self.dry_run and key in self.new_kinds:
+            if key in self.new_kinds:  # applied later in this sync; the phase order waits for it
                 return self.new_kinds[key]
             raise
 
@@ -149,16 +111,32 @@ class Applier:
             try:
                 return self.api.resource(str(obj["apiVersion"]), str(obj["kind"]))
             except NotFound:
-                if self.dry_run or time.monotonic() > deadline:
+                key = (ref_of(obj).group, str(obj["kind"]))
+                if self.dry_run or key in self.new_kinds or time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)  # a CRD applied just now may lag in discovery
                 self.api.forget()
 
 
+def concurrently(work: Callable[[T], R], items: Sequence[T], limit: int = APPLY_CONCURRENCY) -> list[R]:
+    """``work`` over ``items`` with at most ``limit`` in flight, results in order; the first
+    error is raised once all started work has finished."""
+    if len(items) <= 1 or limit <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(limit, len(items)), thread_name_prefix="apply") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        return [f.result() for f in futures]
+
+
+def phases(objects: list[Obj]) -> list[list[Obj]]:
+    """Namespaces, then CRDs, then the rest in render order (empty phases dropped)."""
+    split = [[o for o in objects if o.get("kind") == "Namespace"], [o for o in objects if o.get("kind") == CRD_KIND],
+             [o for o in objects if o.get("kind") not in FIRST]]
+    return [p for p in split if p]
+
+
 def ordered(objects: list[Obj]) -> list[Obj]:
-    """Namespaces, then CRDs, then the rest in render order."""
-    rank = {kind: i for i, kind in enumerate(FIRST)}
-    return sorted(objects, key=lambda o: rank.get(str(o.get("kind")), len(FIRST)))
+    return [o for phase in phases(objects) for o in phase]
 
 
 def _conflict(ref: ObjRef, exc: Conflict) -> ApplyConflict:

@@ -39,7 +39,7 @@ def diff_environment(env: EnvironmentConfig, checkout: Path, revision: str = "",
     objects = ordered(render(env, checkout))
     api = KubeApi(api_client or kube_client(env.cluster))
     try:
-        applier = Applier.for_render(api, env, revision, objects, dry_run=True)
+        applier = Applier.for_render(api, env, objects, dry_run=True)
         diffs = [_diff_one(applier, obj) for obj in objects]
         previous = read_inventory(api, env)
         current = [_ref(applier, o) for o in objects]

@@ -17,12 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from handlers.sync.kubeapi import KubeApi
 from handlers.sync.objects import Obj, ObjRef
 
 Status = Literal["Healthy", "Progressing", "Degraded"]
 CHECKED_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job"})
-POLL_INTERVAL = 0.5
+POLL_INTERVAL = 0.2
 _RANK = {"Healthy": 0, "Progressing": 1, "Degraded": 2}
 
 
@@ -38,10 +37,13 @@ class Health:
 HEALTHY = Health("Healthy")
 
 
-def wait_healthy(api: KubeApi, refs: list[ObjRef], *, timeout: float) -> Health:
+def wait_healthy(view: Any, refs: list[ObjRef], *, timeout: float,
+                 generations: dict[tuple[str, str, str, str], int] | None = None) -> Health:
+    """Poll ``view`` (a ``handlers.sync.live.LiveView``: the cluster cache, or GETs) until no
+    workload in ``refs`` is Progressing, or ``timeout`` passes (then Degraded with the reason)."""
     deadline = time.monotonic() + timeout
     while True:
-        health = check_health(api, refs)
+        health = check_health(view, refs, generations=generations)
         if health.status != "Progressing":
             return health
         if time.monotonic() >= deadline:
@@ -49,16 +51,22 @@ def wait_healthy(api: KubeApi, refs: list[ObjRef], *, timeout: float) -> Health:
         time.sleep(POLL_INTERVAL)
 
 
-def check_health(api: KubeApi, refs: list[ObjRef], *, missing_ok: bool = False) -> Health:
-    """The worst health among the workloads in ``refs`` (reasons of that status joined)."""
+def check_health(view: Any, refs: list[ObjRef], *, missing_ok: bool = False,
+                 generations: dict[tuple[str, str, str, str], int] | None = None) -> Health:
+    """The worst health among the workloads in ``refs`` (reasons of that status joined).
+    ``generations``: the generation each workload had when this sync wrote it; a view that still
+    shows an older one (a watch a few milliseconds behind) is not trusted yet."""
     results: list[Health] = []
     for ref in (r for r in refs if r.kind in CHECKED_KINDS):
-        live = api.get(ref)
+        live = view.get(ref)
         if live is None:
             if not missing_ok:
                 results.append(Health("Degraded", f"{ref}: not found"))
             continue
-        results.append(assess(live, ref))
+        if live.generation < (generations or {}).get(ref.key, 0):
+            results.append(Health("Progressing", f"{ref}: waiting for the new generation to be seen"))
+            continue
+        results.append(live.health or HEALTHY)
     return _worst(results)
 
 

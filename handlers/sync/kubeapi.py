@@ -33,6 +33,10 @@ class NotFound(PermanentError):
     """The object (or its namespace, or its kind) does not exist."""
 
 
+class Forbidden(PermanentError):
+    """403: the credentials may not do this (RBAC)."""
+
+
 class Conflict(PermanentError):
     """409: for an apply, fields another manager owns; ``causes`` lists ``(field, message)``."""
 
@@ -151,6 +155,8 @@ def _wrap(method: str, path: str, status: int, reason: str | None, body: str | b
         return TransientError(message)
     if status == 404:
         return NotFound(message)
+    if status == 403:
+        return Forbidden(message)
     if status == 409:
         causes = [(c.get("field", ""), c.get("message", ""))
                   for c in (status_obj.get("details") or {}).get("causes") or []]

@@ -7,18 +7,20 @@ Identity ignores the API version (``group/kind/namespace/name``), as Flux's inve
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 MANAGER = "shipline"
 """Field manager of every apply."""
 LABEL_TARGET = "shipline.dev/target"
 """On every applied object: the environment that owns it. Prune never touches objects without it."""
 ANNOTATION_REVISION = "shipline.dev/revision"
-"""The Git revision that last applied the object."""
+"""Written on every object by earlier versions; the revision now lives in the inventory only, so a
+new revision that leaves an object's manifest alone does not touch the object."""
 ANNOTATION_DIGEST = "shipline.dev/digest"
-"""Hash of the applied manifest without the revision: equal digest + live difference = drift."""
+"""Hash of the applied manifest (as the inventory records it): ``kubectl get`` shows which one."""
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"})
 
 Obj = dict[str, Any]
@@ -66,18 +68,17 @@ def digest(obj: Obj) -> str:
     notes = {k: v for k, v in (meta.get("annotations") or {}).items()
              if k not in (ANNOTATION_REVISION, ANNOTATION_DIGEST)}
     meta["annotations"] = notes
-    canonical = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+    canonical = orjson.dumps({**obj, "metadata": meta}, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+                             default=str)
+    return hashlib.sha256(canonical).hexdigest()[:20]
 
 
-def mark(obj: Obj, *, target: str, revision: str) -> Obj:
-    """A copy carrying our label, the revision and the content digest."""
+def mark(obj: Obj, *, target: str) -> Obj:
+    """A copy carrying our label and the content digest."""
     meta = dict(obj.get("metadata") or {})
     meta["labels"] = {**(meta.get("labels") or {}), LABEL_TARGET: target}
     marked = {**obj, "metadata": meta}
-    annotations = {**(meta.get("annotations") or {}), ANNOTATION_DIGEST: digest(marked)}
-    annotations[ANNOTATION_REVISION] = revision
-    meta["annotations"] = annotations
+    meta["annotations"] = {**(meta.get("annotations") or {}), ANNOTATION_DIGEST: digest(marked)}
     return marked
 
 

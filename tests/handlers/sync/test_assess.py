@@ -55,13 +55,15 @@ def test_field_changes_key_named_lists_and_ignore_bookkeeping() -> None:
     assert [(c.path, c.live, c.desired) for c in changes] == [("spec.containers[b].image", "y:1", "y:2")]
 
 
-def test_digest_ignores_the_revision_but_not_the_content() -> None:
+def test_digest_ignores_our_annotations_but_not_the_content() -> None:
     obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}}
+    old = {**obj, "metadata": {"name": "a", "annotations": {"shipline.dev/revision": "r0"}}}
 
-    first, second = mark(obj, target="t", revision="r1"), mark(obj, target="t", revision="r2")
-    changed = mark({**obj, "data": {"k": "w"}}, target="t", revision="r1")
+    first, second = mark(obj, target="t"), mark(old, target="t")
+    changed = mark({**obj, "data": {"k": "w"}}, target="t")
 
     assert digest(first) == digest(second) != digest(changed)
+    assert "shipline.dev/revision" not in first["metadata"]["annotations"]
 
 
 def test_images_come_from_containers_init_containers_and_cronjobs() -> None:
