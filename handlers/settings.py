@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -40,18 +40,25 @@ class NotifyConfig(Model):
 class CommitStatusConfig(Model):
     """Commit statuses for a repo's builds: ``pending`` at start, then ``success``/``failure``."""
 
-    provider: Literal["github", "gitlab"]
+    provider: Literal["github", "gitlab", "gitea"]
     token: SecretRef
     repository: str = Field(min_length=1)
-    """GitHub ``owner/name``; GitLab project id or ``group/project`` path."""
+    """GitHub and Gitea ``owner/name``; GitLab project id or ``group/project`` path."""
     api_url: str = ""
-    """Default ``https://api.github.com`` / ``https://gitlab.com/api/v4``."""
+    """Default ``https://api.github.com`` / ``https://gitlab.com/api/v4``; Gitea has no default
+    (``https://gitea.example.com/api/v1``)."""
     context: str = "shipline/build"
+
+    @model_validator(mode="after")
+    def _gitea_has_a_url(self) -> CommitStatusConfig:
+        if self.provider == "gitea" and not self.api_url:
+            raise ValueError("provider gitea needs api_url (https://<your gitea>/api/v1)")
+        return self
 
     @property
     def base_url(self) -> str:
-        default = "https://api.github.com" if self.provider == "github" else "https://gitlab.com/api/v4"
-        return (self.api_url or default).rstrip("/")
+        defaults = {"github": "https://api.github.com", "gitlab": "https://gitlab.com/api/v4"}
+        return (self.api_url or defaults.get(self.provider, "")).rstrip("/")
 
 
 class ImageBuildConfig(Model):
@@ -165,13 +172,34 @@ class ClusterConfig(Model):
 
 
 class RenderConfig(Model):
-    mode: Literal["plain", "kustomize", "jinja2"] = "plain"
+    mode: Literal["plain", "kustomize", "jinja2", "kluctl"] = "plain"
     vars: list[str] = Field(default_factory=list)
     """jinja2 mode: vars files relative to the repo root, e.g. ``config/staging.yaml``."""
+    target: str | None = None
+    """kluctl mode: the ``.kluctl.yaml`` target to render (required when the project has targets)."""
+    args: dict[str, Any] = Field(default_factory=dict)
+    """kluctl mode: args over the target's own (deep-merged, like ``kluctl -a``)."""
+
+    @model_validator(mode="after")
+    def _options_fit_the_mode(self) -> RenderConfig:
+        if self.mode != "kluctl" and (self.target is not None or self.args):
+            raise ValueError("target and args belong to mode: kluctl")
+        if self.mode != "jinja2" and self.vars:
+            raise ValueError("vars belong to mode: jinja2 (mode kluctl loads the vars its deployment.yaml "
+                             "names; pass values with args)")
+        return self
+
+
+class DriftFlapSettings(Model):
+    """The flap guard: past ``max_corrections`` drift corrections in ``window_seconds``, drift of
+    the environment is only reported (and notified) until the window passes or Git changes."""
+
+    max_corrections: int = Field(5, ge=1)
+    window_seconds: int = Field(600, ge=10)
 
 
 class EnvironmentConfig(Model):
-    """A target: where manifests live, how to render them, which cluster follows them."""
+    """An environment: where manifests live, how to render them, which cluster follows them."""
 
     name: Annotated[str, Field(pattern=NAME_RE)]
     git: GitLocation
@@ -191,6 +219,10 @@ class EnvironmentConfig(Model):
     allow_empty: bool = False
     """Allow a render with no objects to prune everything."""
     drift: Literal["correct", "report"] = "correct"
+    drift_flap: DriftFlapSettings = Field(default_factory=DriftFlapSettings)
+    rollback: Literal["auto", "off"] = "off"
+    """``auto``: a release that leaves the environment Degraded past ``health_timeout`` is reverted
+    in Git (Shipline's own bump commit only), synced, notified, and its tags held back."""
     force_conflicts: bool = False
     reconcile_interval: int = Field(300, ge=5)
     health_timeout: int = Field(180, ge=1)
@@ -203,6 +235,30 @@ class EnvironmentConfig(Model):
         return self
 
 
+class JobBuildSettings(Model):
+    """``build.backend: job``: each image is built by a Kubernetes Job (``handlers.build.jobs``)."""
+
+    image: str = ""
+    """An image with bash, git, buildah and tini (the dev stack builds one: ``devstack.buildjobs``)."""
+    namespace: Annotated[str, Field(pattern=NAME_RE)] = "shipline-builds"
+    service_account: Annotated[str, Field(pattern=NAME_RE)] = "shipline-builder"
+    """The build pods' identity: no API token is mounted, so it needs no role at all."""
+    registry_secret: Annotated[str, Field(pattern=NAME_RE)] | None = None
+    """A ``kubernetes.io/dockerconfigjson`` Secret in ``namespace``: buildah's ``--authfile``."""
+    git_secret: Annotated[str, Field(pattern=NAME_RE)] | None = None
+    """A Secret with a ``.git-credentials`` key, for private repositories (never a URL with a token)."""
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "500m", "memory": "512Mi"})
+    limits: dict[str, str] = Field(default_factory=lambda: {"cpu": "2", "memory": "2Gi"})
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, str | int]] = Field(default_factory=list)
+    host_network: bool = False
+    """For clusters whose registry and Git server listen on the node's loopback (the dev stack)."""
+    ttl_seconds_after_finished: int = Field(900, ge=60)
+    """Finished Jobs are deleted by Kubernetes after this; until then a redelivered build adopts its
+    Job instead of building again (keep it above the queue's redelivery bound)."""
+
+
 class BuildSettings(Model):
     timeout_seconds: int = Field(1800, ge=5)
     parallelism: int = Field(1, ge=1, le=16)
@@ -210,3 +266,12 @@ class BuildSettings(Model):
     """``auto``: overlay where a test mount under the storage dir works (root, kernel overlayfs),
     else vfs, with a log line saying why (``handlers.build.storage``)."""
     max_retries: int = Field(3, ge=0)
+    backend: Literal["local", "job"] = "local"
+    """``local``: buildah in the worker; ``job``: a Kubernetes Job per image (``job:`` below)."""
+    job: JobBuildSettings = Field(default_factory=JobBuildSettings)
+
+    @model_validator(mode="after")
+    def _job_backend_has_an_image(self) -> BuildSettings:
+        if self.backend == "job" and not self.job.image:
+            raise ValueError("backend job needs job.image (an image with bash, git, buildah and tini)")
+        return self

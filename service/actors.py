@@ -9,6 +9,7 @@ retried with backoff (``service.broker``); either way, when no retry is left the
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from functools import cache
@@ -19,12 +20,16 @@ from dramatiq.middleware import Middleware, Retries
 
 from handlers.errors import PermanentError
 from service import broker as wiring
+from service import rollback
 from service.config import Config, load_config
+from service.environments import EnvironmentStatusStore
+from service.livestate import DriftWatcher, caches
 from service.logs import ActorRunLog
 from service.pipeline import Pipeline
 from service.store import EventStore
 
 log = logging.getLogger("shipline.worker")
+TICK_SECONDS = 5
 
 
 def should_retry(retries: int, exception: BaseException) -> bool:
@@ -49,19 +54,28 @@ class FailureVisibility(Middleware):
 
 
 class Reconciler(Middleware):
-    """Periodic reconcile per environment (drift repair, missed webhooks), one worker at a time."""
+    """In each worker process: the drift watcher on the cluster caches (drift seen in seconds),
+    and a loop that asks for the periodic reconcile of each environment (one worker at a time:
+    the safety net for missed webhooks and missed watch events), closes releases whose build
+    never reported back, and publishes the caches' state for the API."""
 
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
+        p = pipeline()
+        DriftWatcher(p.config.environments, on_drift=p.drift_seen, busy=p.syncing).start()
         threading.Thread(target=self._loop, name="shipline-reconciler", daemon=True).start()
 
     def _loop(self) -> None:
         while True:
-            time.sleep(5)
+            time.sleep(TICK_SECONDS)
             try:
                 p = pipeline()
                 for env in p.config.environments:
                     if p.r.set(f"shipline:reconcile:{env.name}", "1", nx=True, ex=env.reconcile_interval):
                         p.request_sync(env.name)
+                p.close_overdue_releases()
+                statuses = EnvironmentStatusStore(p.r)
+                for name, cache in caches().items():
+                    statuses.put_cache(name, {"scopes": cache.status(), "objects": len(cache), "pid": os.getpid()})
             except Exception:  # noqa: BLE001 - keep the loop alive; the next tick retries
                 log.exception("reconcile tick failed")
 
@@ -113,3 +127,15 @@ def bump_env(env_name: str) -> None:
 @dramatiq.actor(queue_name=wiring.QUEUE_SYNC, actor_name="sync_env")
 def sync_env(env_name: str, request: str = "0") -> None:
     pipeline().sync(env_name, int(request))
+
+
+@dramatiq.actor(queue_name=wiring.QUEUE_BUMP, actor_name="rollback_env", max_retries=0)
+def rollback_env(env_name: str, to: str = "") -> None:
+    """``shipline rollback``: once, visibly (a rollback is not retried behind the operator's back)."""
+    p = pipeline()
+    env = p.config.environment(env_name)
+    try:
+        rollback.by_hand(p, env, to or None)
+    except Exception as exc:
+        EnvironmentStatusStore(p.r).note_rollback(env_name, {"outcome": "failed", "reason": f"{exc}"[:2000]})
+        raise

@@ -25,9 +25,11 @@ from handlers.validate import (
     validate_tag,
 )
 from service.config import Config
+from service.environments import EnvironmentStatusStore
 from service.ingest import Ingest, Unavailable
+from service.livestate import cluster_name
+from service.metrics import lead_times
 from service.store import EventRecord, EventStore, new_event_id
-from service.targets import TargetStatusStore
 
 
 def bearer_ok(request: Request, token: str | None) -> bool:
@@ -83,7 +85,7 @@ def manual_event(body: dict[str, Any]) -> GitPushed | ImagePushed:
 
 def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]:
     token = api_token(config)
-    targets = TargetStatusStore(store.r)
+    statuses = EnvironmentStatusStore(store.r)
 
     def guarded(handler: Any) -> Any:
         async def wrapper(request: Request) -> Response:
@@ -115,7 +117,8 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         record = await to_thread.run_sync(store.get, request.path_params["id"])
         if record is None:
             return JSONResponse({"error": "no such event"}, 404)
-        return JSONResponse({**record.summary(), "headers": record.headers, "body": record.body})
+        lead = await to_thread.run_sync(lead_times, store, record.correlation_id or record.id)
+        return JSONResponse({**record.summary(), "headers": record.headers, "body": record.body, "lead_times": lead})
 
     async def replay(request: Request) -> Response:
         original = await to_thread.run_sync(store.get, request.path_params["id"])
@@ -134,9 +137,23 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         answer = await ingest.submit(record, [])
         return JSONResponse(answer.body, answer.status)
 
-    async def list_targets(request: Request) -> Response:
-        statuses = await to_thread.run_sync(targets.all, [e.name for e in config.environments])
-        return JSONResponse({"targets": statuses})
+    clusters = {e.name: cluster_name(e.cluster) for e in config.environments}
+
+    async def list_environments(request: Request) -> Response:
+        found = await to_thread.run_sync(statuses.all, [e.name for e in config.environments], clusters)
+        return JSONResponse({"environments": found, "targets": found})
+
+    async def rollback(request: Request) -> Response:
+        """Queue ``shipline rollback ENV [--to REVISION]``; its outcome shows in the status."""
+        name = request.path_params["name"]
+        if name not in clusters:
+            raise MalformedPayload(f"unknown environment {name!r}")
+        body = await json_object(request) if await request.body() else {}
+        to = str(body.get("to") or "")
+        if to:
+            validate_sha(to, field="to")
+        await to_thread.run_sync(lambda: enqueue_rollback(config, name, to))
+        return JSONResponse({"queued": f"rollback of {name}" + (f" to {to[:10]}" if to else "")}, 202)
 
     async def promote(request: Request) -> Response:
         body = await json_object(request)
@@ -144,7 +161,7 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         if env_name not in {e.name for e in config.environments}:
             raise MalformedPayload(f"unknown environment {env_name!r}")
         tag = body.get("tag") or await to_thread.run_sync(
-            upstream_tag, targets, [e.name for e in config.environments if e.name != env_name], image)
+            upstream_tag, statuses, [e.name for e in config.environments if e.name != env_name], image)
         if not tag:
             raise MalformedPayload(f"no tag given and no other environment runs {image}")
         event = manual_event({"type": "image_pushed", "image": image, "tag": tag})
@@ -165,14 +182,16 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         Route("/api/events", guarded(trigger), methods=["POST"]),
         Route("/api/events/{id}", guarded(get_event), methods=["GET"]),
         Route("/api/events/{id}/replay", guarded(replay), methods=["POST"]),
-        Route("/api/targets", guarded(list_targets), methods=["GET"]),
+        Route("/api/environments", guarded(list_environments), methods=["GET"]),
+        Route("/api/environments/{name}/rollback", guarded(rollback), methods=["POST"]),
+        Route("/api/targets", guarded(list_environments), methods=["GET"]),  # the name before 0.2
     ]
 
 
-def upstream_tag(targets: TargetStatusStore, env_names: list[str], image: str) -> str | None:
+def upstream_tag(statuses: EnvironmentStatusStore, env_names: list[str], image: str) -> str | None:
     """The tag another environment currently runs for ``image`` (from its last sync)."""
     for name in env_names:
-        for ref in targets.get(name).get("images") or []:
+        for ref in statuses.get(name).get("images") or []:
             running = ImageRef.parse(str(ref))
             if running.tag and same_image(running.name, image):
                 return running.tag
@@ -186,3 +205,13 @@ def _record(event: GitPushed | ImagePushed, *, source: str, receiver: str,
                          event_type="replay" if replay_of else "manual")
     record.correlation_id = correlation_id or record.id
     return record
+
+
+def enqueue_rollback(config: Config, env_name: str, to: str) -> None:
+    from service.broker import QUEUE_BUMP, make_broker, message
+
+    broker = make_broker(config.redis.url)
+    try:
+        broker.enqueue(message(QUEUE_BUMP, "rollback_env", env_name, to))
+    finally:
+        broker.close()

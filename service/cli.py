@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -244,13 +245,39 @@ def replay(event_id: str, config: ConfigOpt = None) -> None:
 def status(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Each environment: revision, images, health, last sync, drift."""
     with _api(config) as client:
-        data = _answer(client.get("/api/targets"))
+        data = _answer(client.get("/api/environments"))
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    for t in data["targets"]:
+    for t in data["environments"]:
         typer.echo(f"{t['name']:<14} {t.get('health', 'Unknown'):<12} rev {str(t.get('revision') or '-')[:10]:<10} "
-                   f"drift {len(t.get('drift') or [])}  {', '.join(t.get('images') or [])}")
+                   f"objects {t.get('objects', '-')} (applied {len(t.get('applied') or [])}, unchanged "
+                   f"{t.get('unchanged', '-')})  drift {len(t.get('drift') or [])}  "
+                   f"{', '.join(t.get('images') or [])}")
+        for line in _status_details(t):
+            typer.echo(f"{'':<14} {line}")
+
+
+def _status_details(t: dict[str, Any]) -> list[str]:
+    lines = []
+    for seen in (t.get("drift_seen") or [])[:3]:
+        lines.append(f"drift seen {time.strftime('%H:%M:%S', time.localtime(seen['at']))}: {seen['what']}")
+    for d in t.get("drift") or []:
+        by = f" by {', '.join(d['by'])}" if d.get("by") else ""
+        lines.append(f"drift {'corrected' if d.get('corrected') else 'reported'}: {d['ref']}{by}")
+    if t.get("drift_paused"):
+        lines.append(t["drift_paused"])
+    if t.get("lead_time"):
+        lines.append("lead time " + ", ".join(f"{s:.1f}s (release {c[:12]})" for c, s in t["lead_time"].items()))
+    if t.get("rollback"):
+        r = t["rollback"]
+        lines.append(f"rollback {r.get('outcome')}: {r.get('reason', '')}"[:200])
+    cache = t.get("cache") or {}
+    scopes = cache.get("scopes") or []
+    states = sorted({s["state"] for s in scopes})
+    lines.append(f"cache: {', '.join(states) or cache.get('state', '-')} ({cache.get('objects', 0)} objects, "
+                 f"{len(scopes)} watches)")
+    return lines
 
 
 @app.command()
@@ -261,6 +288,16 @@ def promote(image: str, to: Annotated[str, typer.Option("--to", help="environmen
     with _api(config) as client:
         data = _answer(client.post("/api/promote", json={"image": image, "to": to, "tag": tag}))
     typer.echo(f"promotion of {image}:{data.get('tag')} to {to} queued as {data.get('event_id')}")
+
+
+@app.command()
+def rollback(environment: str, to: Annotated[str | None, typer.Option(
+        "--to", help="revert every commit after this one (all must be Shipline's own bumps)")] = None,
+        config: ConfigOpt = None) -> None:
+    """Revert Shipline's last bump of ENVIRONMENT in Git (or back to a revision), hold its tags back, sync."""
+    with _api(config) as client:
+        data = _answer(client.post(f"/api/environments/{environment}/rollback", json={"to": to} if to else None))
+    typer.echo(f"{data.get('queued')}: queued; `shipline status` shows the outcome")
 
 
 @app.command()
@@ -275,14 +312,14 @@ def logs(event_id: str, config: ConfigOpt = None) -> None:
 
 
 @app.command()
-def diff(target: str, config: ConfigOpt = None) -> None:
-    """Server-side dry run of TARGET against its cluster: what a sync would change."""
-    from service.syncrun import diff_target
+def diff(environment: str, config: ConfigOpt = None) -> None:
+    """Server-side dry run of ENVIRONMENT against its cluster: what a sync would change."""
+    from service.syncrun import diff_now
 
     cfg = _config(config)
-    changes = diff_target(cfg.environment(target), cfg.state_dir)
+    changes = diff_now(cfg.environment(environment), cfg.state_dir)
     if not changes:
-        typer.echo(f"{target}: in sync")
+        typer.echo(f"{environment}: in sync")
     for line in changes:
         typer.echo(line)
 

@@ -61,13 +61,28 @@ def render() -> Response:
 LEAD_TIME_SEEN = "shipline:leadtime:"
 
 
-def observe_lead_time(store: Any, environment: str, correlation_ids: list[str]) -> None:
+LEAD_TIMES = "shipline:leadtime:"
+
+
+def observe_lead_time(store: Any, environment: str, correlation_ids: list[str]) -> dict[str, float]:
     """Push received → ``environment`` Healthy, once per release (its correlation record's
-    ``received_at``); a later reconcile of the same release does not count again."""
+    ``received_at``); a later reconcile of the same release does not count again. Kept per
+    release (``leadtime:<id>``: environment → seconds) for the API; returns what it observed."""
+    observed: dict[str, float] = {}
     for correlation_id in correlation_ids:
         record = store.get(correlation_id)
         if record is None or not record.received_at:
             continue
         if store.r.set(f"{LEAD_TIME_SEEN}{environment}:{correlation_id}", "1", nx=True, ex=store.dedupe_ttl):
-            LEAD_TIME.labels(environment=environment).observe(max(0.0, time.time() - record.received_at))
+            seconds = round(max(0.0, time.time() - record.received_at), 3)
+            LEAD_TIME.labels(environment=environment).observe(seconds)
+            store.r.hset(LEAD_TIMES + correlation_id, environment, seconds)
+            store.r.expire(LEAD_TIMES + correlation_id, store.dedupe_ttl)
+            observed[correlation_id] = seconds
+    return observed
+
+
+def lead_times(store: Any, correlation_id: str) -> dict[str, float]:
+    """Per environment, push received → Healthy for one release."""
+    return {env: float(s) for env, s in store.r.hgetall(LEAD_TIMES + correlation_id).items()}
 

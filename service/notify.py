@@ -6,8 +6,8 @@
   carried) or when the outcome changes (a reconcile finds drift, or recovery), never on every
   periodic reconcile.
 - ``build_finished``: a failed build tells the environments that take the repo's images.
-- ``build_started``/``build_finished``: the repo's ``status`` (GitHub or GitLab) gets ``pending``
-  then ``success``/``failure`` on the built commit.
+- ``build_started``/``build_finished``: the repo's ``status`` (GitHub, GitLab or Gitea) gets
+  ``pending`` then ``success``/``failure`` on the built commit.
 
 Best effort by contract: short timeouts, failures logged without the URL or token (both are
 secrets), and nothing here raises into the pipeline.
@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
+from handlers.build.report import BuildReport
 from handlers.errors import ConfigError
 from handlers.events import GitPushed
 from handlers.settings import CommitStatusConfig, EnvironmentConfig, NotifyConfig, RepoConfig
@@ -105,12 +106,15 @@ def status_request(cfg: CommitStatusConfig, sha: str, state: str, description: s
                    target_url: str) -> tuple[str, dict[str, str], dict[str, Any]]:
     """(url, headers, body) for one commit status; ``state`` in pending|success|failure|error."""
     token = cfg.token.resolve()
-    if cfg.provider == "github":
+    if cfg.provider in ("github", "gitea"):  # Gitea's status API is GitHub's shape, states included
         body = {"state": state, "context": cfg.context, "description": description[:140]}
         if target_url:
             body["target_url"] = target_url
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
-                   "X-GitHub-Api-Version": "2022-11-28"}
+        if cfg.provider == "gitea":
+            headers = {"Authorization": f"token {token}"}
+        else:
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+                       "X-GitHub-Api-Version": "2022-11-28"}
         return f"{cfg.base_url}/repos/{cfg.repository}/statuses/{sha}", headers, body
     project = quote(cfg.repository, safe="")  # a numeric id, or group/project → group%2Fproject
     body = {"state": GITLAB_STATES[state], "name": cfg.context, "description": description[:255]}
@@ -134,33 +138,37 @@ def build_started(config: Config, repo: RepoConfig, event: GitPushed, event_id: 
 
 
 def build_finished(config: Config, repo: RepoConfig, event: GitPushed, event_id: str,
-                   result: dict[str, Any]) -> None:
-    images = result.get("images", [])
-    failed = [i for i in images if i.get("status") == "failed"]
+                   report: BuildReport) -> None:
     if repo.status is not None:
-        state, text = _build_state(images, failed, result)
-        post_status(repo.status, str(result.get("sha") or event.after), state, text,
-                    event_url(config, event_id))
-    if failed:
-        reason = "; ".join(f"{i['name']}: build failed {i.get('reason') or ''}".strip() for i in failed)
+        state, text = _build_state(report)
+        post_status(repo.status, report.sha or event.after, state, text, event_url(config, event_id))
+    if report.failed:
+        reason = "; ".join(f"{i.name}: build failed {i.reason}".strip() for i in report.failed)
         built = {i.name for i in repo.images}
         for env in config.environments:
             if env.notify and any(e.image in built for e in env.images):
-                send_release(env.notify, Release(env.name, "failure", revision=str(result.get("sha", "")),
-                                                 images=[i["name"] for i in failed], health="BuildFailed",
+                send_release(env.notify, Release(env.name, "failure", revision=report.sha,
+                                                 images=[i.name for i in report.failed], health="BuildFailed",
                                                  reason=reason[:2000], correlation_ids=[event_id],
                                                  event_ids=[event_id], url=event_url(config, event_id)))
 
 
-def _build_state(images: list[dict[str, Any]], failed: list[dict[str, Any]],
-                 result: dict[str, Any]) -> tuple[str, str]:
-    if failed:
-        return "failure", f"{len(failed)} of {len(images)} image(s) failed"
-    if images and all(i.get("status") == "superseded" for i in images):
+def rolled_back(config: Config, env: EnvironmentConfig, rollback: dict[str, Any]) -> None:
+    """A rollback is news for everyone the environment tells about failures."""
+    if env.notify:
+        send_release(env.notify, Release(env.name, "failure", revision=str(rollback.get("commit", "")),
+                                         images=[f"{i}:{t}" for i, t in (rollback.get("held_back") or {}).items()],
+                                         health="RolledBack", reason=str(rollback.get("reason", ""))[:2000]))
+
+
+def _build_state(report: BuildReport) -> tuple[str, str]:
+    images = report.images
+    if report.failed:
+        return "failure", f"{len(report.failed)} of {len(images)} image(s) failed"
+    if images and all(i.status == "superseded" for i in images):
         return "error", "superseded by a newer push"
-    pushed = [i for i in images if i.get("status") in ("built", "retagged")]
-    return "success", (f"{len(pushed)} image(s) pushed" if images
-                       else str(result.get("nothing_to_build_reason") or "nothing to build"))
+    return "success", (f"{len(report.pushed)} image(s) pushed" if images
+                       else report.nothing_to_build_reason or "nothing to build")
 
 
 def synced(config: Config, r: Any, env: EnvironmentConfig, status: dict[str, Any],

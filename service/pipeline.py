@@ -1,12 +1,21 @@
 """What each actor does, as plain functions over (config, store, enqueue): routing an event to
-its stages, one writer per branch, superseding builds, coalescing bumps and syncs.
+its stages, one writer per branch, superseding builds, one bump per release and environment,
+coalescing syncs, drift seen from the watch, rollback.
 
 Framework-free so it can be tested without a worker; ``service.actors`` is the thin dramatiq
-layer on top. Coordination state lives in Redis under ``shipline:``:
+layer on top. Results stay typed (``BuildReport``, ``BumpResult``, ``SyncResult``) until an edge
+stores or sends them. Coordination state lives in Redis under ``shipline:``:
 - ``build:latest:<repo>:<ref>``  the newest event for a branch; older builds see it and stop
+- ``building:<image>``, ``release:<id>:held``, ``releases:open``  images of a build in progress
+                                 and the events held for it (``service.releases``)
+- ``commit:<sha>``               a manifests commit Shipline pushed, and the releases it carries
 - ``bump:pending:<env>``         image events waiting for the next commit of an environment
-- ``sync:req:<env>``/``sync:done:<env>`` request and completion counters that coalesce syncs
-- ``lock:*``                     redis locks: one build per (repo, ref), one writer per
+- ``sync:req:<env>``/``sync:done:<env>``/``sync:events:<env>`` request and completion counters
+                                 that coalesce syncs, and the events the next sync reports to
+- ``drift:*``                    drift triggers and the flap guard (``service.flapguard``)
+- ``heldback:<env>``             tags a rollback holds back (``service.rollback``)
+- ``leadtime:<release>``         push received → Healthy, per environment
+- ``lock:*``                     leased locks: one build per (repo, ref), one writer per
                                  (manifests repo, branch), one sync per environment
 """
 
@@ -23,15 +32,26 @@ from typing import Any
 
 from redis.exceptions import LockError
 
-from handlers.events import GitPushed, ImagePushed, event_from_dict, event_to_dict
+from handlers import bump as bumping
+from handlers.build.report import BuildReport
+from handlers.build.run import build_push
+from handlers.bump import BumpResult
+from handlers.errors import PermanentError
+from handlers.events import Event, GitPushed, ImagePushed, event_from_dict, event_to_dict
 from handlers.images import ImageRef, normalize_image, same_image
+from handlers.manifests import ImageUpdate
 from handlers.routing import build_reason
 from handlers.settings import EnvironmentConfig
-from service import notify
+from handlers.sync.reconcile import SyncResult
+from service import metrics, notify, rollback
 from service.broker import QUEUE_BUILD, QUEUE_BUMP, QUEUE_EVENTS, QUEUE_SYNC
 from service.config import Config
+from service.environments import EnvironmentStatusStore
+from service.flapguard import FlapGuard
+from service.livestate import cluster_name
+from service.releases import Releases
 from service.store import EventRecord, EventStore, new_event_id
-from service.targets import TargetStatusStore
+from service.syncrun import status_of, sync_now
 
 log = logging.getLogger("shipline.pipeline")
 Enqueue = Callable[..., None]  # enqueue(queue, actor_name, *args)
@@ -41,6 +61,8 @@ job dramatiq redelivers after ``service.broker.HEARTBEAT_TIMEOUT_MS`` at the ear
 lock that is already free, or frees within seconds: never the hour it took before."""
 LOCK_WAIT_SECONDS = 1800
 LOG_TAIL_BYTES = 64 * 1024
+DRIFT_TRIGGER_SECONDS = 2
+"""Several worker processes see the same drift: one of them asks for the sync."""
 STAGE_OF_ACTOR = {"process_event": "route", "build_repo": "build", "bump_env": "bump", "sync_env": "sync"}
 
 
@@ -57,6 +79,10 @@ class Pipeline:
     @property
     def state_dir(self) -> Path:
         return self.config.state_dir
+
+    @property
+    def releases(self) -> Releases:
+        return Releases(self.r, self.config.build.timeout_seconds, self.config.redis.dedupe_ttl_seconds)
 
     def lock(self, name: str) -> Any:
         return leased_lock(self.r, f"shipline:lock:{name}")
@@ -75,6 +101,11 @@ class Pipeline:
 
     def _route_push(self, record: EventRecord, event: GitPushed) -> str:
         stages = []
+        made = self.releases.commit(event.after) if event.is_branch else None
+        if made:  # the forge telling us about Shipline's own manifests commit: part of that release
+            for correlation in made["correlations"]:
+                self.store.link(record.id, correlation)
+            stages.append(f"Shipline's own commit for {made['environment']}")
         repo = self.config.router.repo_for(event)
         if repo is not None and build_reason(repo, event) is None:
             self.r.set(f"shipline:build:latest:{repo.name}:{event.ref}", record.id)
@@ -83,11 +114,24 @@ class Pipeline:
         for env in self.config.router.envs_for_git(event):
             self.request_sync(env.name, record.id)
             stages.append(f"sync {env.name}")
-        if not stages:
+        if len(stages) == (1 if made else 0):
             self.store.set_status(record.id, "ignored", "nothing configured for this push")
         return ", ".join(stages) or "ignored"
 
     def _route_image(self, record: EventRecord, event: ImagePushed) -> str:
+        release = None if record.event_type.startswith("promote:") else self.releases.building(event.image)
+        if release is not None and release != record.id:
+            self.releases.hold(release, record.id)
+            self.store.link(record.id, release)
+            return f"held for release {release}: bumped with its other images when its build ends"
+        envs = self._bump_envs(record, event)
+        if not envs:
+            self.store.set_status(record.id, "ignored", "no environment takes this image automatically")
+            return "ignored"
+        return ", ".join(f"bump {e.name}" for e in envs)
+
+    def _bump_envs(self, record: EventRecord, event: ImagePushed) -> list[EnvironmentConfig]:
+        """Queue ``record`` for the environments that take it; one bump request per environment."""
         if record.event_type.startswith("promote:"):
             wanted = record.event_type.removeprefix("promote:")
             envs = [e for e in self.config.router.envs_for_image(event) if e.name == wanted]
@@ -96,20 +140,17 @@ class Pipeline:
         for env in envs:
             self.r.sadd(f"shipline:bump:pending:{env.name}", record.id)
             self.enqueue(QUEUE_BUMP, "bump_env", env.name)
-        if not envs:
-            self.store.set_status(record.id, "ignored", "no environment takes this image automatically")
-            return "ignored"
-        return ", ".join(f"bump {e.name}" for e in envs)
+        return envs
 
     # -- build -------------------------------------------------------------------------
-    def build(self, event_id: str, repo_name: str) -> dict[str, Any]:
-        from handlers.build.run import build_push
-
+    def build(self, event_id: str, repo_name: str) -> BuildReport:
         record = self._record(event_id)
         event = event_from_dict(record.event)
-        assert isinstance(event, GitPushed)
+        if not isinstance(event, GitPushed):
+            raise PermanentError(f"event {event_id} is a {event.kind}, not a push")
         repo = next(r for r in self.config.repos if r.name == repo_name)
         latest_key = f"shipline:build:latest:{repo.name}:{event.ref}"
+        release = record.correlation_id or record.id
 
         def still_newest() -> bool:
             return self.r.get(latest_key) in (None, event_id)
@@ -117,108 +158,137 @@ class Pipeline:
         with self.lock(f"build:{repo.name}:{event.ref}"):
             if not still_newest():
                 self._finish(event_id, "superseded", "a newer push to this ref arrived before the build started")
-                return {"status": "superseded"}
+                return BuildReport(repo.name, event.ref, event.after)
             self.store.add_step(event_id, "build", "running", f"{repo.name} {event.short_ref}@{event.after[:7]}")
             notify.build_started(self.config, repo, event, event_id)
+            self.releases.open(release, [i.name for i in repo.images])
             started = time.monotonic()
-            report = build_push(repo, event, settings=self.config.build, registries=self.config.registries,
-                                state_dir=self.state_dir, should_continue=still_newest)
-        result = report.to_dict()
-        _observe("build", started, result)
-        self._after_build(record, result)
-        notify.build_finished(self.config, repo, event, event_id, result)
-        return result
+            try:
+                report = build_push(repo, event, settings=self.config.build, registries=self.config.registries,
+                                    state_dir=self.state_dir, should_continue=still_newest)
+            except PermanentError:
+                self.close_release(release)  # what was pushed before the failure still goes out
+                raise
+        _observe("build", started, "failed" if report.failed else "done")
+        self._after_build(record, report)
+        notify.build_finished(self.config, repo, event, event_id, report)
+        return report
 
-    def _after_build(self, record: EventRecord, result: dict[str, Any]) -> None:
-        images = result.get("images", [])
-        self._keep_logs(record.id, images)
-        failed = [i for i in images if i.get("status") == "failed"]
-        for image in images:
-            if image.get("status") in ("built", "retagged") and image.get("digest"):
-                for tag in image.get("tags", []):
-                    self.emit_image(record, image["name"], tag, image["digest"])
-        summary = "; ".join(f"{i['name']}: {i['status']} {i.get('reason') or ''}".strip() for i in images)
-        summary = summary or result.get("nothing_to_build_reason") or "nothing to build"
-        if failed:
+    def _after_build(self, record: EventRecord, report: BuildReport) -> None:
+        self._keep_logs(record.id, report)
+        release = record.correlation_id or record.id
+        emitted = [self.emit_image(record, image.name, tag, image.digest)
+                   for image in report.pushed if image.digest for tag in image.tags]
+        self.close_release(release, extra=emitted)
+        summary = "; ".join(f"{i.name}: {i.status} {i.reason}".strip() for i in report.images)
+        summary = summary or report.nothing_to_build_reason or "nothing to build"
+        if report.failed:
             self.store.add_step(record.id, "build", "failed", summary)
             self._finish(record.id, "failed", summary)
-        elif images and all(i.get("status") == "superseded" for i in images):
+        elif report.images and all(i.status == "superseded" for i in report.images):
             self._finish(record.id, "superseded", summary)
         else:
             self.store.add_step(record.id, "build", "done", summary)
             self._finish(record.id, "done", summary)
 
-    def _keep_logs(self, event_id: str, images: list[dict[str, Any]]) -> None:
+    def close_release(self, release: str, extra: list[str] | None = None) -> list[str]:
+        """The release's held and built image events go to each environment's bump together."""
+        event_ids = sorted(set(self.releases.close(release)) | set(extra or []))
+        envs: set[str] = set()
+        for event_id in event_ids:
+            record = self.store.get(event_id)
+            if record is None:
+                continue
+            event = event_from_dict(record.event)
+            if not isinstance(event, ImagePushed):
+                continue
+            taken = self._bump_envs(record, event)
+            envs |= {e.name for e in taken}
+            self.store.add_step(event_id, "route", "done", ", ".join(f"bump {e.name}" for e in taken) or "ignored")
+            if not taken:
+                self.store.set_status(event_id, "ignored", "no environment takes this image automatically")
+        if event_ids:
+            log.info("release closed", extra={"correlation_id": release, "events": len(event_ids),
+                                              "environments": sorted(envs)})
+        return event_ids
+
+    def _keep_logs(self, event_id: str, report: BuildReport) -> None:
         """Build log tails go to Redis so the API (maybe on another host) can serve them."""
-        logs = {}
-        for image in images:
-            path = image.get("log")
-            if path and Path(path).is_file():
-                logs[image["name"]] = Path(path).read_text(errors="replace")[-LOG_TAIL_BYTES:]
+        logs = {i.name: Path(i.log).read_text(errors="replace")[-LOG_TAIL_BYTES:]
+                for i in report.images if i.log and Path(i.log).is_file()}
         if logs:
             self.r.hset(f"shipline:buildlog:{event_id}", mapping=logs)
             self.r.expire(f"shipline:buildlog:{event_id}", self.config.redis.dedupe_ttl_seconds)
 
-    def emit_image(self, parent: EventRecord, image: str, tag: str, digest: str) -> None:
-        """The built image as an ``ImagePushed``; deduplicated against the registry's own notification."""
+    def emit_image(self, parent: EventRecord, image: str, tag: str, digest: str) -> str:
+        """The built image as an ``ImagePushed`` of ``parent``'s release; deduplicated against the
+        registry's own notification (then that one is the release's). Returns its event id."""
         ref = ImageRef.parse(image)
         event = ImagePushed(registry=ref.host, repository=ref.repository, tag=tag, digest=digest,
                             delivery_id=f"build:{parent.id}", source="shipline")
         child = EventRecord(id=new_event_id(), source="shipline", receiver="build", kind=event.kind,
                             event=event_to_dict(event), correlation_id=parent.correlation_id or parent.id,
                             event_type="image built")
-        holder = self._submit(child, f"sem:{event.semantic_key}")
-        if holder is not None:  # the registry's own notification came first: same image, one bump
-            self.store.link(holder, child.correlation_id)
+        holder = self._submit(child, f"sem:{event.semantic_key}", route=False)
+        if holder is None:
+            return child.id
+        self.store.link(holder, child.correlation_id)  # the registry's own notification came first
+        return holder
 
-    def _submit(self, record: EventRecord, dedupe_key: str) -> str | None:
-        """Record and enqueue an event Shipline makes itself, once per ``dedupe_key``; the holder's id
-        when the key was taken already."""
+    def _submit(self, record: EventRecord, dedupe_key: str, *, route: bool = True) -> str | None:
+        """Record an event Shipline makes itself, once per ``dedupe_key`` (and route it, unless the
+        caller does); the holder's id when the key was taken already."""
         holder = self.store.claim([dedupe_key], record.id)
         if holder is None:
             self.store.save(record)
-            self.enqueue(QUEUE_EVENTS, "process_event", record.id)
-            self.store.set_status(record.id, "enqueued")
+            if route:
+                self.enqueue(QUEUE_EVENTS, "process_event", record.id)
+            self.store.set_status(record.id, "enqueued" if route else "running")
         return holder
 
     # -- bump --------------------------------------------------------------------------
-    def bump(self, env_name: str) -> dict[str, Any]:
-        """Commit every pending image event of ``env_name`` (the first at once, the rest together)."""
-        from handlers.bump import bump
-        from handlers.manifests import ImageUpdate
-
+    def bump(self, env_name: str) -> tuple[BumpResult, ...]:
+        """Commit every pending image event of ``env_name``: all of them in one commit."""
         env = self.config.environment(env_name)
         pending_key = f"shipline:bump:pending:{env.name}"
-        commits: list[str] = []
+        results: list[BumpResult] = []
         with self.lock(f"write:{env.git.url}:{env.git.branch}"):
             while True:
                 ids = sorted(self.r.smembers(pending_key))
                 if not ids:
                     break
                 records = [r for r in (self.store.get(i) for i in ids) if r is not None]
-                updates = [_update(ImageUpdate, env, event_from_dict(r.event)) for r in records]
+                records, held = rollback.held_back(self.r, env, records)
+                for record, why in held:
+                    self.store.add_step(record.id, "bump", "skipped", why, environment=env.name)
+                    self._finish(record.id, "done", why)
+                updates = [_update(env, event_from_dict(r.event)) for r in records]
                 started = time.monotonic()
-                result = bump(env, updates, [r.id for r in records], self.state_dir)
-                _observe("bump", started, {"status": "done"})
+                result = bumping.bump(env, updates, [r.id for r in records], self.state_dir) if records \
+                    else BumpResult(None, (), ())
+                _observe("bump", started, "done")
                 self.r.srem(pending_key, *ids)
                 self._after_bump(env, records, result)
-                if result.commit:
-                    commits.append(result.commit)
-        return {"commits": commits}
+                results.append(result)
+        return tuple(results)
 
-    def _after_bump(self, env: EnvironmentConfig, records: list[EventRecord], result: Any) -> None:
+    def _after_bump(self, env: EnvironmentConfig, records: list[EventRecord], result: BumpResult) -> None:
         records = [self.store.get(r.id) or r for r in records]  # correlation may have been linked meanwhile
         changes = [f"{c.file}: {c.old} → {c.new}" for c in result.changes]
         detail = f"{env.name}: commit {result.commit[:10]} " if result.commit else f"{env.name}: no change "
-        detail += "; ".join(changes or [str(s) for s in getattr(result, "skipped", [])])
+        detail += "; ".join(changes or list(result.skipped))
+        correlations = sorted({r.correlation_id or r.id for r in records})
+        if result.commit:
+            self.releases.remember_commit(result.commit, correlations, env.name)
+            rollback.remember_bump(self.r, env, result.commit, records, self.config.redis.dedupe_ttl_seconds)
         for record in records:
-            self.store.add_step(record.id, "bump", "done", detail, environment=env.name,
-                                commit=result.commit or "")
+            self.store.add_step(record.id, "bump", "done", detail, environment=env.name, commit=result.commit or "")
             if record.correlation_id and record.correlation_id != record.id:
-                self.store.add_step(record.correlation_id, "bump", "done", detail, environment=env.name)
+                self.store.add_step(record.correlation_id, "bump", "done", detail, environment=env.name,
+                                    commit=result.commit or "")
             self._finish(record.id, "done", detail)
-        if result.commit or getattr(result, "already_applied", False):  # redelivered after its push landed
-            self.request_sync(env.name, *[r.correlation_id or r.id for r in records])
+        if result.commit or result.already_applied:  # redelivered after its push landed: still sync
+            self.request_sync(env.name, *correlations)
 
     # -- sync --------------------------------------------------------------------------
     def request_sync(self, env_name: str, *event_ids: str) -> None:
@@ -227,14 +297,27 @@ class Pipeline:
         number = self.r.incr(f"shipline:sync:req:{env_name}")
         self.enqueue(QUEUE_SYNC, "sync_env", env_name, str(number))
 
-    def sync(self, env_name: str, request: int) -> dict[str, Any]:
+    def drift_seen(self, env_name: str, what: str) -> bool:
+        """The drift watcher saw ``env_name`` drift: one sync request (across worker processes)."""
+        statuses = EnvironmentStatusStore(self.r)
+        statuses.note_drift(env_name, what)
+        if not self.r.set(f"shipline:drift:trigger:{env_name}", "1", nx=True, ex=DRIFT_TRIGGER_SECONDS):
+            return False
+        self.request_sync(env_name)
+        return True
+
+    def syncing(self, env_name: str) -> bool:
+        return bool(self.r.exists(f"shipline:lock:sync:{env_name}"))
+
+    def sync(self, env_name: str, request: int) -> SyncResult | None:
+        """The environment's sync, unless a later one already covered this request (None)."""
         env = self.config.environment(env_name)
         with self.lock(f"sync:{env.name}"):
             done = int(self.r.get(f"shipline:sync:done:{env.name}") or 0)
             if done >= request:
-                return {"coalesced": True}
+                return None
             upto = int(self.r.get(f"shipline:sync:req:{env.name}") or request)
-            event_ids = list(self.r.smembers(f"shipline:sync:events:{env.name}"))
+            event_ids = sorted(self.r.smembers(f"shipline:sync:events:{env.name}"))
             try:
                 result = self._sync_now(env)
             finally:  # the stored result, success or SyncFailed: lead time and notifications
@@ -242,24 +325,46 @@ class Pipeline:
             self.r.set(f"shipline:sync:done:{env.name}", upto)
             if event_ids:
                 self.r.srem(f"shipline:sync:events:{env.name}", *event_ids)
+        summary = status_of(result, cluster_name(env.cluster))["summary"]
         for event_id in event_ids:
-            if not self._first_report(env.name, event_id, result.get("revision", "")):
+            if not self._first_report(env.name, event_id, result.revision):
                 continue  # a retried route asked again for a revision this event already got
-            self.store.add_step(event_id, "sync", result["health"], result.get("summary", ""),
-                                environment=env.name, revision=result.get("revision", ""))
+            self.store.add_step(event_id, "sync", result.health.status, summary, environment=env.name,
+                                revision=result.revision)
             record = self.store.get(event_id)
             if record is not None and record.kind == "git_pushed" and record.status == "running":
-                self._finish(event_id, "done", result.get("summary", ""))  # a manifests push: sync was its job
-        if result.get("health") == "Healthy":
-            self.promote_followers(env, result)
+                self._finish(event_id, "done", summary)  # a manifests push: sync was its job
+        if result.health.status == "Healthy":
+            self.promote_followers(env, list(result.images))
+        elif env.rollback == "auto" and rollback.timed_out(result):
+            rollback.after_degraded(self, env, result)
         return result
 
-    def promote_followers(self, env: EnvironmentConfig, result: dict[str, Any]) -> list[str]:
+    def _sync_now(self, env: EnvironmentConfig) -> SyncResult:
+        started = time.monotonic()
+        statuses = EnvironmentStatusStore(self.r)
+        guard = FlapGuard(self.r)
+        paused = guard.paused(env, statuses.get(env.name).get("revision") or "")
+        try:
+            result = sync_now(env, self.state_dir, correct_drift=False if paused else None)
+        except Exception as exc:
+            _observe("sync", started, "error")
+            statuses.put(env.name, {**statuses.get(env.name), "health": "SyncFailed",
+                                    "reason": f"{type(exc).__name__}: {exc}"[:2000], "last_sync": time.time()})
+            raise
+        _observe("sync", started, result.health.status)
+        flap = guard.corrected(env, sum(1 for d in result.drift if d.corrected), result.revision)
+        status = status_of(result, cluster_name(env.cluster))
+        status["drift_paused"] = flap or guard.paused(env, result.revision) or ""
+        statuses.put(env.name, status)
+        return result
+
+    def promote_followers(self, env: EnvironmentConfig, images: list[str]) -> list[str]:
         """Environments that follow ``env`` get its images once it is synced and Healthy."""
         created = []
         for follower in (e for e in self.config.environments if e.follows == env.name):
             wanted = {normalize_image(i.image) for i in follower.images}
-            for running in (ImageRef.parse(str(ref)) for ref in result.get("images", [])):
+            for running in (ImageRef.parse(str(ref)) for ref in images):
                 tag = running.tag
                 if not tag or normalize_image(running.name) not in wanted:
                     continue
@@ -278,31 +383,16 @@ class Pipeline:
         key = f"shipline:sync:reported:{env_name}:{event_id}:{revision}"
         return bool(self.r.set(key, "1", nx=True, ex=self.config.redis.dedupe_ttl_seconds))
 
-    def _sync_now(self, env: EnvironmentConfig) -> dict[str, Any]:
-        from service.syncrun import sync_target
-
-        started = time.monotonic()
-        targets = TargetStatusStore(self.r)
-        try:
-            result = sync_target(env, self.state_dir)
-        except Exception as exc:
-            _observe("sync", started, {"status": "error"})
-            targets.put(env.name, {**targets.get(env.name), "health": "SyncFailed",
-                                   "reason": f"{type(exc).__name__}: {exc}"[:2000], "last_sync": time.time()})
-            raise
-        _observe("sync", started, {"status": result["health"]})
-        targets.put(env.name, result)
-        return result
-
     def _synced(self, env: EnvironmentConfig, event_ids: list[str]) -> None:
-        from service.metrics import observe_lead_time
-
-        status = TargetStatusStore(self.r).get(env.name)
+        statuses = EnvironmentStatusStore(self.r)
+        status = statuses.get(env.name)
         records = [r for r in (self.store.get(i) for i in event_ids) if r is not None]
         correlation_ids = sorted({r.correlation_id or r.id for r in records})
         if status.get("health") == "Healthy":
-            observe_lead_time(self.store, env.name, correlation_ids)
-        notify.synced(self.config, self.r, env, status, sorted(event_ids), correlation_ids)
+            lead = metrics.observe_lead_time(self.store, env.name, correlation_ids)
+            if lead:
+                statuses.put(env.name, {**status, "lead_time": lead})
+        notify.synced(self.config, self.r, env, status, event_ids, correlation_ids)
 
     # -- failures ----------------------------------------------------------------------
     def give_up(self, actor: str, args: tuple[str, ...], error: BaseException) -> list[str]:
@@ -310,6 +400,9 @@ class Pipeline:
         reason = f"{type(error).__name__}: {error}"
         if actor in ("process_event", "build_repo"):
             event_ids = list(args[:1])
+            if actor == "build_repo" and event_ids:  # what the failed build pushed still goes out
+                record = self.store.get(event_ids[0])
+                self.close_release((record.correlation_id or record.id) if record else event_ids[0])
         elif actor == "bump_env":
             key = f"shipline:bump:pending:{args[0]}"
             event_ids = sorted(self.r.smembers(key))
@@ -327,12 +420,19 @@ class Pipeline:
                 self._finish(event_id, "failed", reason)
         return event_ids
 
+    def close_overdue_releases(self) -> list[str]:
+        """Releases whose build never reported back (its worker gone for good): their held events
+        go to the bump now, late but not lost."""
+        closed = []
+        for release in self.releases.overdue():
+            self.close_release(release)
+            closed.append(release)
+        return closed
+
     # -- helpers -----------------------------------------------------------------------
     def _record(self, event_id: str) -> EventRecord:
         record = self.store.get(event_id)
         if record is None:
-            from handlers.errors import PermanentError
-
             raise PermanentError(f"event {event_id} is not in the store (expired or never recorded)")
         return record
 
@@ -366,12 +466,12 @@ def leased_lock(r: Any, key: str) -> Iterator[Any]:
             lock.release()
 
 
-def _update(image_update: Any, env: EnvironmentConfig, event: Any) -> Any:
+def _update(env: EnvironmentConfig, event: Event) -> ImageUpdate:
+    if not isinstance(event, ImagePushed):
+        raise PermanentError(f"{event.kind} in the bump queue of {env.name}")
     policy = next((i.policy_name for i in env.images if same_image(i.image, event.image)), None)
-    return image_update(image=event.image, tag=event.tag, digest=event.digest, policy_name=policy)
+    return ImageUpdate(image=event.image, tag=event.tag, digest=event.digest, policy_name=policy)
 
 
-def _observe(stage: str, started: float, result: dict[str, Any]) -> None:
-    from service.metrics import STAGE_SECONDS
-
-    STAGE_SECONDS.labels(stage=stage, outcome=str(result.get("status", "done"))).observe(time.monotonic() - started)
+def _observe(stage: str, started: float, outcome: str) -> None:
+    metrics.STAGE_SECONDS.labels(stage=stage, outcome=outcome).observe(time.monotonic() - started)

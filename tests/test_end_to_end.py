@@ -1,17 +1,20 @@
-"""The whole path on real parts: a git push → webhook → buildah build → registry → manifest bump
-commit → server-side apply → a Deployment rolled out on kwok nodes. Receiver and worker run as
-real processes (``shipline serve`` / ``shipline worker``), exactly as ``make up`` runs them."""
+"""The whole path on real parts: a git push to Gitea → Gitea's own signed webhook → buildah build
+→ registry → manifest bump commit (pushed to Gitea) → server-side apply → a Deployment rolled out
+on kwok nodes, with the build's commit status on Gitea. Receiver and worker run as real processes
+(``shipline serve`` / ``shipline worker``), exactly as ``make up`` runs them."""
 
 from __future__ import annotations
 
 import subprocess
+import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 from kubernetes import client
 
+from devstack.gitea import Delivery
 from devstack.process import wait_until
-from devstack.stack import Stack
 
 GIT = ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
 
@@ -29,14 +32,24 @@ def deployed_image(apps: client.AppsV1Api, namespace: str, name: str) -> str | N
     return dep.spec.template.spec.containers[0].image if available else None
 
 
-def deploy_log(stack: Stack, tmp: Path) -> list[str]:
+def deploy_log(running: dict[str, Any], tmp: Path) -> list[str]:
     clone = tmp / "deploy-check"
     if clone.exists():
         git(clone, "pull", "-q")
     else:
-        subprocess.run(["git", "clone", "-q", stack.git.repo_url("shop-deploy"), str(clone)], check=True,
+        subprocess.run(["git", "clone", "-q", running["repos"]["deploy"].clone_url, str(clone)], check=True,
                        capture_output=True)
     return git(clone, "log", "--format=%s").splitlines()
+
+
+def push_event(running: dict[str, Any], ref: str = "refs/heads/main") -> dict[str, Any]:
+    events = running["http"].get("/api/events", params={"source": "gitea"}).json()["events"]
+    return next(e for e in events if e["event"].get("repo") == running["repos"]["app"].full_name
+                and e["event"]["ref"] == ref)
+
+
+def app_deliveries(running: dict[str, Any]) -> list[Delivery]:
+    return running["stack"].gitea.deliveries(running["repos"]["app"])
 
 
 def test_push_builds_bumps_and_rolls_out_staging(running, tmp_path: Path) -> None:
@@ -54,18 +67,17 @@ def test_push_builds_bumps_and_rolls_out_staging(running, tmp_path: Path) -> Non
     tags = httpx.get(f"{stack.registry.url}/v2/shop/backend/tags/list").json()
     assert tags.get("tags") in (None, []), tags
     assert deployed_image(apps, "shop-production", "frontend") in (None, f"{stack.registry.host}/shop/frontend:0.0.0")
-    bumps = [s for s in deploy_log(stack, tmp_path) if "bump" in s]
+    bumps = [s for s in deploy_log(running, tmp_path) if "bump" in s]
     assert len(bumps) == 1, bumps
 
     def staging() -> dict:
-        return next(t for t in running["http"].get("/api/targets").json()["targets"] if t["name"] == "staging")
+        found = running["http"].get("/api/environments").json()["environments"]
+        return next(t for t in found if t["name"] == "staging")
 
     wait_until(lambda: want in staging().get("images", []) and staging()["health"] == "Healthy", timeout=60,
                what="staging status Healthy with the new image")
     def push_stages() -> list[str]:
-        timeline = running["http"].get("/api/events", params={"source": "gitea"}).json()["events"]
-        push = next(e for e in timeline if e["event"].get("repo") == "local/shop")
-        return [s["stage"] for s in push["steps"]]
+        return [s["stage"] for s in push_event(running)["steps"]]
 
     wait_until(lambda: {"bump", "sync"} <= set(push_stages()), timeout=30,
                what="the push's timeline shows its bump and sync")
@@ -80,15 +92,56 @@ def test_release_tag_builds_everything_and_promotes_production_only(running, tmp
         want = f"{stack.registry.host}/shop/{name}:1.0.0"
         wait_until(lambda want=want, name=name: deployed_image(apps, "shop-production", name) == want,
                    timeout=180, what=f"production {name} at 1.0.0", log=stack.service_daemons()[1].log_file)
-    log = deploy_log(stack, tmp_path)
+    log = deploy_log(running, tmp_path)
     assert sum("production" in s for s in log if "bump" in s) <= 2  # one commit, or two if split by timing
 
 
+def test_the_push_arrived_as_giteas_own_signed_delivery(running) -> None:
+    """The event's delivery id is the one Gitea sent and recorded, with its signature headers and
+    our 202 as the answer."""
+    push = push_event(running)
+    sent = {d.id: d for d in app_deliveries(running)}
+    delivery = sent[push["delivery_id"]]
+    assert (delivery.event, delivery.succeeded, delivery.status) == ("push", True, 202), delivery
+    assert push["event"]["after"] in delivery.response_body or push["id"] in delivery.response_body
+    headers = {k.lower(): v for k, v in delivery.request_headers.items()}
+    assert headers["x-gitea-delivery"] == push["delivery_id"] and len(headers["x-gitea-signature"]) == 64
+    uuid.UUID(push["delivery_id"])
+
+
+def test_the_build_left_pending_then_success_on_the_commit_in_gitea(running) -> None:
+    gitea, push = running["stack"].gitea, push_event(running)
+    sha = push["event"]["after"]
+    path = f"/repos/{running['repos']['app'].full_name}/statuses/{sha}"
+    wait_until(lambda: any(s["status"] == "success" for s in gitea.api("GET", path)), timeout=60,
+               what="the build's success status on Gitea")
+    ours = sorted((s for s in gitea.api("GET", path) if s["context"] == "shipline/build"), key=lambda s: s["id"])
+    assert [s["status"] for s in ours][:2] == ["pending", "success"], ours
+    assert ours[-1]["creator"]["login"] == gitea.admin and "image(s) pushed" in ours[-1]["description"]
+
+
+def test_a_test_delivery_from_gitea_of_the_same_commit_is_a_duplicate(running) -> None:
+    """Gitea's "test delivery" re-sends the branch head under a new delivery id: the receiver
+    answers 200 duplicate (same repo, ref and sha), and nothing is built again."""
+    gitea, repo = running["stack"].gitea, running["repos"]["app"]
+    push = push_event(running)
+    assert git(running["work"], "rev-parse", "HEAD").strip() == push["event"]["after"]
+    (hook,) = gitea.api("GET", f"/repos/{repo.full_name}/hooks")
+    before = len(app_deliveries(running))
+    gitea.api("POST", f"/repos/{repo.full_name}/hooks/{hook['id']}/tests", json={})
+    wait_until(lambda: len(app_deliveries(running)) > before and app_deliveries(running)[-1].delivered,
+               timeout=30, what="Gitea's test delivery sent")
+    redelivered = app_deliveries(running)[-1]
+    assert redelivered.id != push["delivery_id"]
+    assert (redelivered.succeeded, redelivered.status) == (True, 200), redelivered
+    assert push["id"] in redelivered.response_body and "duplicate" in redelivered.response_body
+    assert push_event(running)["id"] == push["id"]
+
+
 def test_replaying_a_push_builds_and_commits_nothing_new(running, tmp_path: Path) -> None:
-    http, stack = running["http"], running["stack"]
-    before = deploy_log(stack, tmp_path)
-    push = next(e for e in http.get("/api/events", params={"source": "gitea"}).json()["events"]
-                if e["event"].get("repo") == "local/shop" and e["event"]["ref"] == "refs/heads/main")
+    http = running["http"]
+    before = deploy_log(running, tmp_path)
+    push = push_event(running)
     replay = http.post(f"/api/events/{push['id']}/replay").json()["event_id"]
     wait_until(lambda: http.get(f"/api/events/{replay}").json()["status"] in ("done", "failed"), timeout=120,
                what="replayed push processed")
@@ -98,4 +151,4 @@ def test_replaying_a_push_builds_and_commits_nothing_new(running, tmp_path: Path
     import time
 
     time.sleep(3)
-    assert deploy_log(stack, tmp_path) == before
+    assert deploy_log(running, tmp_path) == before

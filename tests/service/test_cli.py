@@ -18,7 +18,7 @@ from service.config import load_config
 from tests.fixtures_stack import ServerThread
 from tests.webhook_fixtures import fixture_json
 
-COMMANDS = ["serve", "worker", "up", "down", "events", "replay", "status", "diff", "promote", "logs",
+COMMANDS = ["serve", "worker", "up", "down", "events", "replay", "status", "diff", "promote", "logs", "rollback",
             "config check", "dev up", "dev down", "dev status"]
 
 

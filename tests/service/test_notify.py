@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from devstack.process import free_port
+from handlers.build.report import BuildReport, ImageResult
 from handlers.events import GitPushed
 from service import notify
 from service.config import Config, parse_config
@@ -111,7 +112,8 @@ def test_github_status_posts_state_context_description_and_target_url(tmp_path: 
 def test_gitlab_status_encodes_the_project_path_and_maps_failure_to_failed(tmp_path: Path, standins,
                                                                           calls: Standins) -> None:
     cfg = make_config(tmp_path, standins[1], provider="gitlab")
-    result = {"sha": SHA, "images": [{"name": "reg.local/shop/frontend", "status": "failed", "reason": "exit 1"}]}
+    result = BuildReport("shop", "refs/heads/main", SHA,
+                         (ImageResult("reg.local/shop/frontend", "failed", reason="exit 1"),))
     notify.build_finished(cfg, cfg.repos[0], push(), "ev1", result)
     (call,) = calls.of("gitlab")
     assert call["authorized"]
@@ -122,7 +124,8 @@ def test_gitlab_status_encodes_the_project_path_and_maps_failure_to_failed(tmp_p
 def test_a_failed_build_notifies_the_environments_taking_its_images(tmp_path: Path, standins,
                                                                     calls: Standins) -> None:
     cfg = make_config(tmp_path, standins[1])
-    result = {"sha": SHA, "images": [{"name": "reg.local/shop/frontend", "status": "failed", "reason": "exit 1"}]}
+    result = BuildReport("shop", "refs/heads/main", SHA,
+                         (ImageResult("reg.local/shop/frontend", "failed", reason="exit 1"),))
     notify.build_finished(cfg, cfg.repos[0], push(), "ev1", result)
     (hook,) = calls.of("webhook")
     assert hook["body"]["outcome"] == "failure" and hook["body"]["health"] == "BuildFailed"

@@ -57,7 +57,7 @@ def test_newer_push_supersedes_the_running_build(stack, redis_client, tmp_path: 
     older = record(store, url, "0" * 40, first)
     pipeline.process_event(older)
     outcome: dict[str, object] = {}
-    runner = threading.Thread(target=lambda: outcome.update(pipeline.build(older, "super")))
+    runner = threading.Thread(target=lambda: outcome.update(report=pipeline.build(older, "super")))
     runner.start()
     deadline = time.monotonic() + 60
     while not any(s["stage"] == "build" and s["status"] == "running" for s in store.get(older).steps):
@@ -74,12 +74,13 @@ def test_newer_push_supersedes_the_running_build(stack, redis_client, tmp_path: 
     runner.join(timeout=60)
 
     assert store.get(older).status == "superseded", store.get(older).outcome
-    assert [i["status"] for i in outcome["images"]] == ["superseded"]
+    assert [i.status for i in outcome["report"].images] == ["superseded"]
     pipeline.build(newer, "super")
     assert store.get(newer).status == "done", store.get(newer).outcome
     tags = httpx.get(f"{stack.registry.url}/v2/super/app/tags/list").json()["tags"]
     assert tags == [second[:7]]
-    assert [m for m in queued if m[1] == "process_event"]  # the built image goes on to the bump
+    built = [r for r in store.list() if r.kind == "image_pushed"]  # the built image, part of the push's release
+    assert [(r.event["tag"], r.correlation_id) for r in built] == [(second[:7], newer)]
 
 
 def test_a_following_environment_gets_the_images_once_its_leader_is_healthy(stack, redis_client, tmp_path) -> None:
@@ -92,12 +93,12 @@ def test_a_following_environment_gets_the_images_once_its_leader_is_healthy(stac
     queued: list[tuple[str, ...]] = []
     pipeline = Pipeline(config, store, lambda *msg: queued.append(msg))
     result = {"health": "Healthy", "images": [f"{image}:1.4.0", "other.example/x:9"]}
-    created = pipeline.promote_followers(config.environment("staging"), result)
+    created = pipeline.promote_followers(config.environment("staging"), result["images"])
     assert len(created) == 1
     record = store.get(created[0])
     assert record.event_type == "promote:production"
     assert (record.event["repository"], record.event["tag"]) == ("shop/web", "1.4.0")
-    assert pipeline.promote_followers(config.environment("staging"), result) == []  # once per tag
+    assert pipeline.promote_followers(config.environment("staging"), result["images"]) == []  # once per tag
     pipeline.process_event(created[0])
     assert [m for m in queued if m[1] == "bump_env"] == [("bump", "bump_env", "production")]
 
@@ -108,13 +109,16 @@ def test_a_burst_of_sync_requests_coalesces_into_one_sync(stack, redis_client, t
     queued: list[tuple[str, ...]] = []
     pipeline = Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg))
     synced: list[str] = []
+    from handlers.sync.health import HEALTHY
+    from handlers.sync.reconcile import SyncResult
+
     monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: synced.append(env.name) or
-                        {"health": "Healthy", "summary": "ok", "images": []})
+                        SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
     for _ in range(5):
         pipeline.request_sync("staging")
     results = [pipeline.sync(m[2], int(m[3])) for m in queued if m[1] == "sync_env"]
     assert synced == ["staging"]
-    assert sum(1 for r in results if r.get("coalesced")) == 4
+    assert sum(1 for r in results if r is None) == 4
     pipeline.request_sync("staging")  # a later change is synced again
     pipeline.sync("staging", int(queued[-1][3]))
     assert synced == ["staging", "staging"]
