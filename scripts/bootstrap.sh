@@ -47,3 +47,5 @@ scripts/build-k8s.sh >/dev/null
 echo ">> Kubernetes binaries ready ($(( $(date +%s) - start ))s)" >&2
 scripts/build-toxiproxy.sh >/dev/null
 echo ">> toxiproxy ready" >&2
+scripts/build-helm.sh >/dev/null  # `helm template` for the kluctl render mode's charts
+echo ">> helm ready" >&2

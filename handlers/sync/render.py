@@ -9,8 +9,13 @@ Modes (``env.render.mode``):
 - ``jinja2``: kluctl-style: each ``.yaml``/``.yml``/``.j2`` file under the path is a template
   rendered in a ``SandboxedEnvironment`` with ``StrictUndefined``; variables come from the
   ``render.vars`` files (relative to the repo root, deep-merged in order) as top-level names,
-  plus ``shipline.env`` and ``shipline.namespace``.
+  plus ``shipline.env`` and ``shipline.namespace``;
+- ``kluctl``: a kluctl project (``.kluctl.yaml``, ``deployment.yaml`` tree, Helm charts) rendered
+  for ``render.target`` as kluctl renders it (``handlers.sync.kluctl``); its barriers split the
+  objects into phases.
 
+``render`` gives every object; ``render_plan`` the phases (one for every mode but kluctl), each with
+the objects that must be ready before the next phase, and the kluctl target and discriminator.
 All YAML goes through ``handlers.yamlsafe`` (no object tags, no alias bombs). Files must stay
 inside the checkout (symlinks out are refused) and under ``MAX_FILE_BYTES``. Every failure is a
 ``RenderError`` naming the file and, when known, the line.
@@ -22,31 +27,70 @@ import shutil
 import subprocess
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from handlers.errors import ConfigError, PermanentError, TransientError
+from handlers.errors import ConfigError, TransientError
 from handlers.settings import EnvironmentConfig
+from handlers.sync.kluctl.render import Phase, render_project
+from handlers.sync.manifestio import MAX_FILE_BYTES, RenderError, deep_merge, inside, parse_objects, read_text, rel
 from handlers.sync.objects import Obj
-from handlers.yamlsafe import load_yaml_all, load_yaml_text
+from handlers.yamlsafe import load_yaml_text
 
+__all__ = ["MAX_FILE_BYTES", "Phase", "RenderError", "RenderPlan", "deep_merge", "describe", "parse_objects",
+           "render", "render_phases", "render_plan"]
 KUSTOMIZE_TIMEOUT = 120
-MAX_FILE_BYTES = 4 * 1024 * 1024
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 TEMPLATE_SUFFIXES = (".yaml", ".yml", ".j2")
 
 
-class RenderError(PermanentError):
-    """The manifests cannot be rendered at this revision; the message names file and line."""
+@dataclass(frozen=True)
+class RenderPlan:
+    phases: list[Phase]
+    """Applied in order; ``Phase.wait`` must be ready (``handlers.sync.readiness``) before the next."""
+    target: str | None = None
+    """The kluctl target rendered (kluctl mode)."""
+    discriminator: str = ""
+    """The kluctl discriminator: every object carries it as ``kluctl.io/discriminator`` (kluctl mode)."""
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def objects(self) -> list[Obj]:
+        return [o for phase in self.phases for o in phase.objects]
 
 
 def render(env: EnvironmentConfig, checkout: Path) -> list[Obj]:
-    """The environment's objects at this checkout, in file order."""
+    """The environment's objects at this checkout, in file (kluctl: deployment) order."""
+    return render_plan(env, checkout).objects
+
+
+def render_phases(env: EnvironmentConfig, checkout: Path) -> list[list[Obj]]:
+    """The objects in phases: one phase, or (kluctl) one per run of items between barriers."""
+    return [phase.objects for phase in render_plan(env, checkout).phases]
+
+
+def render_plan(env: EnvironmentConfig, checkout: Path) -> RenderPlan:
+    if env.render.mode == "kluctl":
+        result = render_project(env, checkout)
+        return RenderPlan(result.phases, result.target.name, result.discriminator, result.target.args)
+    return RenderPlan([Phase(_render_flat(env, checkout))])
+
+
+def describe(env: EnvironmentConfig) -> str:
+    """How the environment renders, for ``status``/``config check``: ``kluctl target=staging``."""
+    if env.render.mode != "kluctl":
+        return env.render.mode
+    args = "".join(f" {k}={v}" for k, v in sorted(env.render.args.items()))
+    return f"kluctl target={env.render.target or '-'}{args}"
+
+
+def _render_flat(env: EnvironmentConfig, checkout: Path) -> list[Obj]:
     root = checkout.resolve()
-    source = _inside(root, root / env.git.path, env.git.path)
+    source = inside(root, root / env.git.path, env.git.path)
     if not source.exists():
         raise RenderError(f"{env.git.path}: path does not exist in the repository")
     if env.render.mode == "kustomize":
@@ -59,7 +103,7 @@ def render(env: EnvironmentConfig, checkout: Path) -> list[Obj]:
 def render_plain(source: Path, root: Path) -> list[Obj]:
     objects: list[Obj] = []
     for path in _files(source, root, MANIFEST_SUFFIXES):
-        objects += parse_objects(_read(path), origin=_rel(path, root))
+        objects += parse_objects(read_text(path), origin=rel(path, root))
     return objects
 
 
@@ -89,57 +133,18 @@ def render_jinja2(source: Path, root: Path, env: EnvironmentConfig) -> list[Obj]
     objects: list[Obj] = []
     for path in _files(source, root, TEMPLATE_SUFFIXES):
         text = _render_template(jinja, path, root, variables)
-        objects += parse_objects(text, origin=f"{_rel(path, root)} (rendered)")
+        objects += parse_objects(text, origin=f"{rel(path, root)} (rendered)")
     return objects
-
-
-def parse_objects(text: str, *, origin: str) -> list[Obj]:
-    """Kubernetes objects from a multi-document YAML text; ``List`` kinds are expanded."""
-    try:
-        docs = load_yaml_all(text, origin=origin)
-    except ConfigError as exc:
-        raise RenderError(str(exc)) from None
-    objects: list[Obj] = []
-    for index, doc in enumerate(docs, 1):
-        if doc is None or _is_kustomization(doc):
-            continue
-        items = doc.get("items") if isinstance(doc, dict) and doc.get("kind") == "List" else [doc]
-        objects += [_checked(item, origin, index) for item in items or []]
-    return objects
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _is_kustomization(doc: Any) -> bool:
-    return isinstance(doc, dict) and str(doc.get("apiVersion", "")).startswith("kustomize.config.k8s.io/")
-
-
-def _checked(doc: Any, origin: str, index: int) -> Obj:
-    where = f"{origin}: document {index}"
-    if not isinstance(doc, dict):
-        raise RenderError(f"{where}: expected a mapping (a Kubernetes object), got {type(doc).__name__}")
-    meta = doc.get("metadata")
-    if not doc.get("apiVersion") or not doc.get("kind") or not isinstance(meta, dict) or not meta.get("name"):
-        raise RenderError(f"{where}: an object needs apiVersion, kind and metadata.name")
-    return doc
 
 
 def _render_template(jinja: SandboxedEnvironment, path: Path, root: Path, variables: dict[str, Any]) -> str:
-    rel = _rel(path, root)
+    shown = rel(path, root)
     try:
-        return jinja.from_string(_read(path)).render(variables)
+        return jinja.from_string(read_text(path)).render(variables)
     except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(f"{rel}, line {exc.lineno}: template syntax error: {exc.message}") from None
+        raise RenderError(f"{shown}, line {exc.lineno}: template syntax error: {exc.message}") from None
     except Exception as exc:  # any error raised while evaluating the template is the template's
-        raise RenderError(f"{rel}, line {_template_line(exc)}: {type(exc).__name__}: {exc}") from None
+        raise RenderError(f"{shown}, line {_template_line(exc)}: {type(exc).__name__}: {exc}") from None
 
 
 def _template_line(exc: BaseException) -> int | str:
@@ -149,11 +154,11 @@ def _template_line(exc: BaseException) -> int | str:
 
 
 def _vars_file(root: Path, name: str) -> dict[str, Any]:
-    path = _inside(root, root / name, name)
+    path = inside(root, root / name, name)
     if not path.is_file():
         raise RenderError(f"{name}: vars file does not exist in the repository")
     try:
-        data = load_yaml_text(_read(path), origin=name)
+        data = load_yaml_text(read_text(path), origin=name)
     except ConfigError as exc:
         raise RenderError(str(exc)) from None
     if not isinstance(data, dict):
@@ -165,27 +170,4 @@ def _files(source: Path, root: Path, suffixes: tuple[str, ...]) -> Iterator[Path
     candidates = [source] if source.is_file() else sorted(source.rglob("*"))
     for path in candidates:
         if path.suffix in suffixes and path.is_file() and ".git" not in path.relative_to(root).parts:
-            yield _inside(root, path, _rel(path, root))
-
-
-def _inside(root: Path, path: Path, shown: str) -> Path:
-    resolved = path.resolve()
-    if resolved != root and root not in resolved.parents:
-        raise RenderError(f"{shown}: resolves outside the repository (symlink?); refused")
-    return resolved
-
-
-def _read(path: Path) -> str:
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise RenderError(f"{path.name}: larger than {MAX_FILE_BYTES} bytes; refused")
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RenderError(f"{path.name}: cannot read: {exc}") from None
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root))
-    except ValueError:
-        return str(path)
+            yield inside(root, path, rel(path, root))
