@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything Shipline's stack and tests need on a fresh Debian machine, idempotently:
 # Debian packages (only those missing), the Python venv from pinned constraints, and the
-# Kubernetes binaries (built from their Go modules once, cached outside the repo).
+# Kubernetes binaries, toxiproxy and Gitea (built from their Go modules once, cached outside the repo).
 set -euo pipefail
 # Go may be installed outside PATH (the official tarball's location).
 for d in /usr/local/go/bin "$HOME/go/bin"; do
@@ -13,11 +13,12 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in redis-server:redis-server docker-registry:docker-registry buildah:buildah \
             git:git busybox:busybox-static kubectl:kubectl go:golang \
-            chromium:chromium; do
+            chromium:chromium gcc:gcc; do
   bin=${pair%%:*}; pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done
 if command -v busybox >/dev/null && ! busybox --list 2>/dev/null | grep -qx sh; then need+=(busybox-static); fi
+[ -e /usr/include/stdlib.h ] || need+=(libc6-dev)  # Gitea's SQLite is cgo
 if [ -n "${SHIPLINE_EXTRA_PACKAGES:-}" ]; then
   for pkg in $SHIPLINE_EXTRA_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 fi
@@ -49,3 +50,6 @@ scripts/build-toxiproxy.sh >/dev/null
 echo ">> toxiproxy ready" >&2
 scripts/build-helm.sh >/dev/null  # `helm template` for the kluctl render mode's charts
 echo ">> helm ready" >&2
+start=$(date +%s)
+scripts/build-gitea.sh >/dev/null
+echo ">> Gitea ready ($(( $(date +%s) - start ))s)" >&2
