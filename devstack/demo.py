@@ -5,18 +5,23 @@
 - ``shop-deploy``: kluctl-style manifests (Jinja2 templates + ``config/staging.yaml`` and
   ``config/production.yaml`` whose image versions carry ``# STAGING_IMAGE_TAG`` /
   ``# PRODUCTION_IMAGE_TAG`` markers);
-- both repos post Gitea-style webhooks to the receiver on push; the config builds on pushes to
-  ``main`` and on ``X.Y.Z`` tags, bumps staging on any build and production on releases only,
-  and syncs each environment into its own namespace of the local cluster.
+- both repos live on the stack's Gitea (``dev/shop``, ``dev/shop-deploy``), whose own push
+  webhooks (signed with the stack's webhook secret) reach the receiver; the config builds on
+  pushes to ``main`` and on ``X.Y.Z`` tags, posts commit statuses on Gitea, bumps staging on any
+  build and production on releases only, and syncs each environment into its own namespace of the
+  local cluster. Git talks to Gitea with the token in ``<state>/secrets/git-credentials``.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from devstack.gitea import GiteaRepo
 from devstack.stack import Stack
 
 SERVICES = ("frontend", "backend")
@@ -58,11 +63,12 @@ def _vars(stack: Stack, env: str, marker: str, replicas: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _push_tree(url: str, files: dict[str, str], message: str) -> None:
+def _push_tree(stack: Stack, url: str, files: dict[str, str], message: str) -> None:
     git = ["git", "-c", "user.name=Shipline Demo", "-c", "user.email=demo@shipline.local"]
+    env = {**os.environ, **stack.gitea.git_env()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        subprocess.run(["git", "clone", "-q", url, str(work)], check=True, capture_output=True)
+        subprocess.run(["git", "clone", "-q", url, str(work)], check=True, capture_output=True, env=env)
         if _has_commits(work):
             return  # already seeded: keep what the user did
         for rel, text in files.items():
@@ -71,7 +77,7 @@ def _push_tree(url: str, files: dict[str, str], message: str) -> None:
         subprocess.run([*git, "-C", str(work), "add", "-A"], check=True)
         subprocess.run([*git, "-C", str(work), "commit", "-qm", message], check=True)
         subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True,
-                       capture_output=True)
+                       capture_output=True, env=env)
 
 
 def _has_commits(work: Path) -> bool:
@@ -100,8 +106,9 @@ def deploy_files(stack: Stack) -> dict[str, str]:
     return files
 
 
-def demo_config(stack: Stack, app_url: str, deploy_url: str, kubeconfig: Path | None = None) -> dict[str, Any]:
+def demo_config(stack: Stack, app: GiteaRepo, deploy: GiteaRepo, kubeconfig: Path | None = None) -> dict[str, Any]:
     images = [f"{stack.registry.host}/shop/{name}" for name in SERVICES]
+    deploy_url = deploy.clone_url
 
     def env(name: str, marker: str, policy: dict[str, Any], trigger: str) -> dict[str, Any]:
         return {
@@ -114,9 +121,11 @@ def demo_config(stack: Stack, app_url: str, deploy_url: str, kubeconfig: Path | 
         }
 
     return {
-        "repos": [{"name": "shop", "url": app_url, "match": ["local/shop"], "branches": ["main"],
+        "repos": [{"name": "shop", "url": app.clone_url, "match": [app.full_name], "branches": ["main"],
                    "images": [{"name": f"{stack.registry.host}/shop/{name}", "context": name,
-                               "tags": ["{describe}"]} for name in SERVICES]}],
+                               "tags": ["{describe}"]} for name in SERVICES],
+                   "status": {"provider": "gitea", "api_url": stack.gitea.api_url, "repository": app.full_name,
+                              "token": {"file": str(stack.gitea.token_file)}}}],
         "environments": [
             env("staging", "STAGING_IMAGE_TAG", {"semver": ">=0.0.0", "prereleases": True}, "branch"),
             env("production", "PRODUCTION_IMAGE_TAG", {"semver": ">=0.0.0"}, "release"),
@@ -124,23 +133,35 @@ def demo_config(stack: Stack, app_url: str, deploy_url: str, kubeconfig: Path | 
     }
 
 
-def create_demo(stack: Stack, kubeconfig: Path | None = None) -> dict[str, str]:
-    """Create (once) both repos with webhooks, and write the config that wires them."""
+def create_demo(stack: Stack, kubeconfig: Path | None = None) -> dict[str, GiteaRepo]:
+    """Create (once) both repos on Gitea with their push webhooks, and write the config that
+    wires them. The seed pushes are deliveries like any other (Gitea handles pushes
+    asynchronously, so a hook added after them would get them anyway); before the receiver is up
+    they are refused and stay in the hook's history as failed."""
     hook = f"{stack.receiver_url}/hooks/gitea"
-    secret = stack.secret_file("webhook-secret")
-    app_url = stack.git.create_repo("shop", notify_url=hook, secret_file=secret)
-    deploy_url = stack.git.create_repo("shop-deploy", notify_url=hook, secret_file=secret)
-    _push_tree(app_url, app_files(stack), "shop: two services")
-    _push_tree(deploy_url, deploy_files(stack), "shop-deploy: staging and production")
-    stack.write_config(demo_config(stack, app_url, deploy_url, kubeconfig))
-    return {"app": app_url, "deploy": deploy_url}
+    repos = {"app": stack.gitea.create_repo("shop"), "deploy": stack.gitea.create_repo("shop-deploy")}
+    for repo in repos.values():
+        stack.gitea.add_push_webhook(repo, hook, stack.secret("webhook-secret"))
+    _push_tree(stack, repos["app"].clone_url, app_files(stack), "shop: two services")
+    _push_tree(stack, repos["deploy"].clone_url, deploy_files(stack), "shop-deploy: staging and production")
+    stack.write_config(demo_config(stack, repos["app"], repos["deploy"], kubeconfig))
+    return repos
 
 
-def next_steps(stack: Stack, repos: dict[str, str]) -> list[str]:
+def clone_argv(stack: Stack, url: str, directory: str | Path) -> list[str]:
+    """``git clone`` that keeps using the stack's Gitea credentials in the new clone."""
+    helper = f"store --file={shlex.quote(str(stack.gitea.credentials_file))}"
+    return ["git", "clone", "-q", "-c", f"credential.helper={helper}", url, str(directory)]
+
+
+def next_steps(stack: Stack, repos: dict[str, GiteaRepo]) -> list[str]:
     kube = f"kubectl --kubeconfig {stack.kubeconfig}"
+    clone = shlex.join(clone_argv(stack, repos["app"].clone_url, "shop"))
     return [
-        f"git clone {repos['app']} shop && cd shop && echo '<p>v2</p>' >> frontend/index.html "
+        f"{clone} && cd shop && echo '<p>v2</p>' >> frontend/index.html "
         "&& git commit -qam 'frontend: v2' && git push -q",
-        f"open {stack.receiver_url}/  (API token: cat {stack.secret_file('api-token')})",
+        f"open {stack.receiver_url}/  (API token: cat {stack.secret_file('api-token')}; Gitea, without CSS: "
+        f"{stack.gitea.url}/{repos['app'].full_name}, user {stack.gitea.admin}, password: "
+        f"cat {stack.gitea.password_file})",
         f"{kube} -n shop-staging get deploy -o wide -w",
     ]

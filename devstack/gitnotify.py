@@ -1,4 +1,7 @@
-"""post-receive hook of the local git server: tell Shipline about the push, as Gitea would.
+"""post-receive hook of the plain git server: tell Shipline about the push, as Gitea would.
+
+An imitation, kept only for the chaos world's app repo (which needs a bare repo on disk); the demo,
+the end-to-end and dashboard tests and the lead-time bench get Gitea's own webhooks.
 
 Reads ``<old> <new> <ref>`` lines on stdin inside a bare repo, builds a Gitea-style push payload
 (with the changed paths), signs it (``X-Gitea-Signature``: hex HMAC-SHA256 of the body) and POSTs

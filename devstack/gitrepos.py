@@ -1,4 +1,9 @@
-"""Run the HTTP git server and create bare repos on it (optionally notifying a webhook on push)."""
+"""Run the plain HTTP git server and create bare repos on it (optionally notifying a webhook on push).
+
+Not the stack's forge (that is Gitea, ``devstack.gitea``): kept for what reaches into bare repos
+on disk — the build-mirror, pipeline and stack-part tests, the chaos world (its pre-receive hook
+holds and refuses pushes) and the bump, build and fleet benchmarks. ``Stack.up`` does not start it.
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Run as ``python -m devstack.gitserver --root DIR --port N``. Bare repos under DIR are served
 at ``http://127.0.0.1:N/<name>.git``. Like a Git host, each repo can notify a webhook on push
-(see ``devstack.gitnotify``), signed the way Gitea signs.
+(see ``devstack.gitnotify``), signed the way Gitea signs. The stack's forge is Gitea
+(``devstack.gitea``); this server stays for tests and benchmarks that reach into bare repos on disk.
 """
 
 from __future__ import annotations

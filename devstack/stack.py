@@ -3,6 +3,10 @@
 ``state.json`` records the ports chosen on first start, so ``up`` is idempotent and ``status``
 can find everything again. Secrets for the stack (webhook secret, registry token, API token) are
 generated once into ``<state>/secrets/`` and referenced from the generated ``shipline.yaml``.
+
+The Git forge is Gitea (``devstack.gitea``): ``up`` starts it and the demo's repos live there. The
+plain ``git http-backend`` server (``self.git``) is not started by ``up``; tests that need a bare
+repo they can reach into (the build mirror, the chaos world's pre-receive hooks) start it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.baseimage import BASE_REPOSITORY, build_base_image
+from devstack.gitea import Gitea
 from devstack.gitrepos import GitServer
 from devstack.process import Daemon, free_port
 from devstack.redis import RedisServer
@@ -30,6 +35,7 @@ class Ports:
     redis: int = field(default_factory=free_port)
     registry: int = field(default_factory=free_port)
     git: int = field(default_factory=free_port)
+    gitea: int = field(default_factory=free_port)
     receiver: int = field(default_factory=free_port)
 
 
@@ -40,6 +46,7 @@ class Stack:
         self.ports = self._load_ports()
         self.redis = RedisServer(self.state_dir, self.ports.redis)
         self.git = GitServer(self.state_dir, self.ports.git)
+        self.gitea = Gitea(self.state_dir, self.ports.gitea)
         self.registry = Registry(self.state_dir, self.ports.registry,
                                  notify_url=f"{self.receiver_url}/hooks/registry",
                                  notify_token=self.secret("registry-token"))
@@ -47,10 +54,10 @@ class Stack:
     # -- state -------------------------------------------------------------------------
     def _load_ports(self) -> Ports:
         state = self.state_dir / "state.json"
-        if state.exists():
-            return Ports(**json.loads(state.read_text())["ports"])
-        ports = Ports()
-        state.write_text(json.dumps({"ports": asdict(ports)}, indent=2))
+        known = json.loads(state.read_text())["ports"] if state.exists() else {}
+        ports = Ports(**{k: v for k, v in known.items() if k in Ports.__dataclass_fields__})
+        if asdict(ports) != known:  # first start, or a component added since: keep its port too
+            state.write_text(json.dumps({"ports": asdict(ports)}, indent=2))
         return ports
 
     def secret_file(self, name: str) -> Path:
@@ -86,7 +93,7 @@ class Stack:
 
     # -- lifecycle ---------------------------------------------------------------------
     def up(self, *, kube: bool = True, progress: Any = print) -> dict[str, Any]:
-        for name, component in (("redis", self.redis), ("registry", self.registry), ("git", self.git)):
+        for name, component in (("redis", self.redis), ("registry", self.registry), ("gitea", self.gitea)):
             progress(f"starting {name}")
             component.start()
         progress("building base image (busybox-static)")
@@ -103,7 +110,7 @@ class Stack:
         cluster = self._kube_cluster(start=False)
         if cluster is not None:
             cluster.stop()
-        for component in (self.git, self.registry, self.redis):
+        for component in (self.gitea, self.git, self.registry, self.redis):
             component.stop()
 
     def _kube_cluster(self, *, start: bool) -> Any:
@@ -120,6 +127,8 @@ class Stack:
     def start_services(self) -> None:
         """Shipline's own receiver and worker, as background daemons of the stack."""
         env = {"SHIPLINE_CONFIG": str(self.config_path), "PYTHONUNBUFFERED": "1"}
+        if self.gitea.daemon.running():
+            env.update(self.gitea.git_env())  # fetch and push (bumps) with Gitea's token
         exe = [sys.executable, "-m", "service.cli"]
         serve, worker = self.service_daemons()
         serve.start([*exe, "serve"], env=env)
@@ -140,7 +149,8 @@ class Stack:
             "redis": {"url": self.redis.url, "running": self.redis.daemon.running()},
             "registry": {"url": self.registry.url, "host": self.registry.host,
                          "base_image": self.base_image, "running": self.registry.daemon.running()},
-            "git": {"url": self.git.url, "running": self.git.daemon.running()},
+            "gitea": {"url": self.gitea.url, "api": self.gitea.api_url, "running": self.gitea.daemon.running(),
+                      "token": str(self.gitea.token_file)},
             "kubernetes": kube.status() if kube is not None else {"running": False},
             "kubeconfig": str(self.kubeconfig),
             "receiver": {"url": self.receiver_url, "running": serve.running(),
@@ -150,7 +160,7 @@ class Stack:
         }
 
     def write_config(self, extra: dict[str, Any] | None = None) -> Path:
-        """A ``shipline.yaml`` for this stack: receivers for the local git server and registry."""
+        """A ``shipline.yaml`` for this stack: receivers for Gitea (its webhook secret) and the registry."""
         config: dict[str, Any] = {
             "state_dir": str(self.state_dir / "shipline"),
             "server": {"host": "127.0.0.1", "port": self.ports.receiver,

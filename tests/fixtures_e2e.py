@@ -1,6 +1,7 @@
 """The full real stack with Shipline's own receiver and worker processes (``shipline serve`` /
-``shipline worker``, exactly as ``make up`` runs them) on the demo repos, plus local stand-ins
-for what Shipline talks to outside: GitHub's and GitLab's status APIs and webhook receivers."""
+``shipline worker``, exactly as ``make up`` runs them) on the demo repos on Gitea (whose own push
+webhooks reach the receiver, and which takes the builds' commit statuses), plus local stand-ins
+for the SaaS Shipline talks to outside: GitHub's and GitLab's status APIs and webhook receivers."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from devstack.demo import create_demo
+from devstack.demo import clone_argv, create_demo
 from devstack.kube import KubeCluster
 from devstack.stack import Stack
 
@@ -39,7 +40,7 @@ def running_stack(stack: Stack, kube_cluster: KubeCluster, work_root: Path,
     stack.start_services()
     stack.wait_services()
     work = work_root / "shop"
-    subprocess.run(["git", "clone", "-q", repos["app"], str(work)], check=True, capture_output=True)
+    subprocess.run(clone_argv(stack, repos["app"].clone_url, work), check=True, capture_output=True)
     api = client.AppsV1Api(config.new_client_from_config(str(kube_cluster.kubeconfig)))
     token = stack.secret("api-token")
     http = httpx.Client(base_url=stack.receiver_url, headers={"Authorization": f"Bearer {token}"})

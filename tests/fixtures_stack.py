@@ -1,6 +1,7 @@
-"""Session fixtures: the real local stack (Redis, registry, git server, base image) on its own
-ports and state dir, so the suite runs even while ``make up`` is running. Never skipped: a
-missing component fails with its install hint."""
+"""Session fixtures: the real local stack (Redis, registry, Gitea, the plain git server, base
+image) on its own ports and state dir, so the suite runs even while ``make up`` is running. Never
+skipped: a missing component fails with its install hint. Gitea starts once per session (about
+2 s); the plain ``git http-backend`` server stays for the tests that reach into bare repos."""
 
 from __future__ import annotations
 
@@ -21,13 +22,13 @@ from devstack.stack import Stack
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state = Path(os.environ.get("SHIPLINE_TEST_STATE_DIR") or tmp_path_factory.mktemp("stack"))
     s = Stack(state)
-    for component in (s.redis, s.registry, s.git):
+    for component in (s.redis, s.registry, s.git, s.gitea):
         component.start()
     from devstack.baseimage import build_base_image
 
     build_base_image(s.state_dir, s.registry.host)
     yield s
-    for component in (s.git, s.registry, s.redis):
+    for component in (s.gitea, s.git, s.registry, s.redis):
         component.stop()
 
 

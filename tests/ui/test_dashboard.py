@@ -1,6 +1,7 @@
 """The operator surfaces on the real stack, driven like an operator would: the dashboard in a real
 browser (Debian's chromium through Playwright), then what the same release left behind in
-notifications, commit statuses, metrics and logs.
+notifications, commit statuses (on the stack's Gitea, where the release tag was pushed), metrics
+and logs.
 
 One release for the module: a new X.Y.Z tag pushed while the dashboard is open (a tag, so it moves
 both environments whatever ran before: after a release, main-branch builds describe as
@@ -63,8 +64,7 @@ def surfaces(stack, kube_cluster, standins, tmp_path_factory: pytest.TempPathFac
 
     def amend(data: dict[str, Any]) -> None:
         data["server"].update(worker_metrics_port=metrics_port, public_url=stack.receiver_url)
-        data["repos"][0]["status"] = {"provider": "github", "api_url": f"{base}/github", "repository": "local/shop",
-                                      "token": secret("github-token", STANDIN_TOKEN)}
+        assert data["repos"][0]["status"]["provider"] == "gitea"  # the demo's own: statuses go to Gitea
         for env in data["environments"]:
             env["notify"] = [
                 {"kind": "webhook", "url": secret(f"hook-{env['name']}", f"{base}/hooks/webhook-{env['name']}")},
@@ -173,12 +173,13 @@ def test_each_sync_of_the_release_notifies_once_by_webhook_and_slack(release, su
         assert all(m["text"].startswith(f":white_check_mark: {env}: Healthy") for m in slack)
 
 
-def test_the_build_posts_pending_then_success_on_the_commit(release, surfaces) -> None:
-    statuses = [c for c in surfaces["calls"].of("github") if c["params"]["sha"] == release["sha"]]
-    assert [c["body"]["state"] for c in statuses][:2] == ["pending", "success"]
-    assert all(c["authorized"] and c["params"]["owner"] == "local" and c["params"]["repo"] == "shop" for c in statuses)
-    assert statuses[1]["body"]["context"] == "shipline/build"
-    assert statuses[1]["body"]["target_url"] == f"{surfaces['stack'].receiver_url}/#event={release['event_id']}"
+def test_the_build_posts_pending_then_success_on_the_commit_in_gitea(release, surfaces) -> None:
+    gitea, repo = surfaces["stack"].gitea, surfaces["repos"]["app"]
+    statuses = sorted(gitea.api("GET", f"/repos/{repo.full_name}/statuses/{release['sha']}"), key=lambda s: s["id"])
+    assert [s["status"] for s in statuses][:2] == ["pending", "success"], statuses
+    assert {s["context"] for s in statuses} == {"shipline/build"}
+    assert statuses[1]["target_url"] == f"{surfaces['stack'].receiver_url}/#event={release['event_id']}"
+    assert release["version"] in statuses[0]["description"]  # "building <tag>"
 
 
 def test_metrics_count_the_release_on_receiver_and_worker(release, surfaces) -> None:
@@ -205,6 +206,7 @@ def test_worker_logs_one_json_line_per_actor_run_and_no_secret(release, surfaces
     text = serve.log_file.read_text() + worker.log_file.read_text()
     for name in ("api-token", "webhook-secret", "registry-token"):
         assert stack.secret(name) not in text
+    assert stack.gitea.token not in text
     assert STANDIN_TOKEN not in text and "/hooks/webhook-" not in text
 
 
