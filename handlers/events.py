@@ -54,12 +54,6 @@ class GitPushed:
     def created(self) -> bool:
         return _is_zero(self.before)
 
-    @property
-    def semantic_key(self) -> str:
-        if self.deleted:  # every deletion of a ref looks alike: only the delivery tells them apart
-            return f"git|{self.repo}|{self.ref}|deleted|{self.delivery_id}"
-        return f"git|{self.repo}|{self.ref}|{self.after}"
-
 
 @dataclass(frozen=True, slots=True)
 class ImagePushed:
@@ -78,10 +72,6 @@ class ImagePushed:
     @property
     def image(self) -> str:
         return f"{self.registry}/{self.repository}" if self.registry else self.repository
-
-    @property
-    def semantic_key(self) -> str:
-        return f"image|{self.image}|{self.tag}|{self.digest}"
 
 
 Event = GitPushed | ImagePushed

@@ -89,6 +89,18 @@ class Router:
     def envs_for_image(self, event: ImagePushed) -> list[EnvironmentConfig]:
         return list(self._by_image.get(normalize_image(event.image), ()))
 
+    def semantic_key(self, event: Event) -> str:
+        """What makes two deliveries the same work, however their senders spell it: a push names
+        its repo by the configured repo it routes to (else its normalised clone URL), an image by
+        its normalised name. A webhook and a poll of the same change share this key."""
+        if isinstance(event, ImagePushed):
+            return f"image|{normalize_image(event.image)}|{event.tag}|{event.digest}"
+        repo = self.repo_for(event)
+        identity = f"repo:{repo.name}" if repo else normalize_repo(event.clone_url or event.repo)
+        if event.deleted:  # every deletion of a ref looks alike: only the delivery tells them apart
+            return f"git|{identity}|{event.ref}|deleted|{event.delivery_id}"
+        return f"git|{identity}|{event.ref}|{event.after}"
+
     def ignore_reason(self, event: Event) -> str | None:
         """None when some configured repo, environment or image wants this event."""
         if isinstance(event, ImagePushed):

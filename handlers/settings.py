@@ -105,6 +105,9 @@ class RepoConfig(Model):
     images: list[ImageBuildConfig] = Field(default_factory=list)
     status: CommitStatusConfig | None = None
     """Commit statuses on the build's commit, when a provider token is configured."""
+    poll_interval: int | None = Field(None, ge=10)
+    """Seconds between ``git ls-remote`` runs over the repo's branches and release tags (the
+    safety net for missed webhooks); off when unset."""
 
 
 class PolicyConfig(Model):
@@ -142,6 +145,9 @@ class EnvImageConfig(Model):
     """Globs (repo-relative, ``handlers.globs``) of the files whose bare-tag markers belong to this
     image. Unset: ``**/services/<name>/config/**``, ``<name>`` being the image's last path segment
     (the seed's monorepo shape). ``[]`` turns file binding off for the image."""
+    poll_interval: int | None = Field(None, ge=10)
+    """Seconds between listings of the image's tags in its registry (the safety net for missed
+    webhooks); off when unset."""
 
     @field_validator("files")
     @classmethod

@@ -26,6 +26,7 @@ from service.environments import EnvironmentStatusStore
 from service.livestate import DriftWatcher, caches
 from service.logs import ActorRunLog
 from service.pipeline import Pipeline
+from service.polling import Poller
 from service.store import EventStore
 
 log = logging.getLogger("shipline.worker")
@@ -73,6 +74,7 @@ class Reconciler(Middleware):
                     if p.r.set(f"shipline:reconcile:{env.name}", "1", nx=True, ex=env.reconcile_interval):
                         p.request_sync(env.name)
                 p.close_overdue_releases()
+                Poller(p.config, p.r, submit=p.submit).tick()
                 statuses = EnvironmentStatusStore(p.r)
                 for name, cache in caches().items():
                     statuses.put_cache(name, {"scopes": cache.status(), "objects": len(cache), "pid": os.getpid()})

@@ -131,7 +131,7 @@ class Ingest:
             headers=scrub_headers(headers), body=scrub_body(body, secrets),
         )
         record.correlation_id = record.id
-        return await self.submit(record, dedupe_keys(receiver, parsed, event))
+        return await self.submit(record, dedupe_keys(receiver, parsed, self.config.router.semantic_key(event)))
 
     async def submit(self, record: EventRecord, keys: list[str]) -> Answer:
         """Dedupe, record, enqueue: the durable hand-off. Raises ``Unavailable`` if Redis is down
@@ -166,10 +166,10 @@ def encode_for_queue(event_id: str) -> QueuedMessage:
                          data=msg.encode())
 
 
-def dedupe_keys(receiver: ReceiverConfig, parsed: Parsed, event: Event) -> list[str]:
-    keys = [f"sem:{event.semantic_key}"]
+def dedupe_keys(receiver: ReceiverConfig, parsed: Parsed, semantic_key: str) -> list[str]:
+    keys = [f"sem:{semantic_key}"]
     if parsed.delivery_id:
-        keys.insert(0, f"dlv:{receiver.source}:{receiver.name}:{parsed.delivery_id}:{event.semantic_key}")
+        keys.insert(0, f"dlv:{receiver.source}:{receiver.name}:{parsed.delivery_id}:{semantic_key}")
     return keys
 
 

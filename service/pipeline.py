@@ -229,13 +229,13 @@ class Pipeline:
         child = EventRecord(id=new_event_id(), source="shipline", receiver="build", kind=event.kind,
                             event=event_to_dict(event), correlation_id=parent.correlation_id or parent.id,
                             event_type="image built")
-        holder = self._submit(child, f"sem:{event.semantic_key}", route=False)
+        holder = self.submit(child, f"sem:{self.config.router.semantic_key(event)}", route=False)
         if holder is None:
             return child.id
         self.store.link(holder, child.correlation_id)  # the registry's own notification came first
         return holder
 
-    def _submit(self, record: EventRecord, dedupe_key: str, *, route: bool = True) -> str | None:
+    def submit(self, record: EventRecord, dedupe_key: str, *, route: bool = True) -> str | None:
         """Record an event Shipline makes itself, once per ``dedupe_key`` (and route it, unless the
         caller does); the holder's id when the key was taken already."""
         holder = self.store.claim([dedupe_key], record.id)
@@ -373,7 +373,7 @@ class Pipeline:
                 record = EventRecord(id=new_event_id(), source="shipline", receiver="follow", kind=event.kind,
                                      event=event_to_dict(event), event_type=f"promote:{follower.name}")
                 record.correlation_id = record.id
-                if self._submit(record, f"follow:{follower.name}:{event.image}:{tag}") is None:
+                if self.submit(record, f"follow:{follower.name}:{event.image}:{tag}") is None:
                     created.append(record.id)  # else: this tag was promoted already
         return created
 

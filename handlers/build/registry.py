@@ -94,6 +94,26 @@ class RegistryClient:
             raise PermanentError(f"PUT manifest {repository}:{tag} answered {answer.status_code}: {answer.text[:200]}")
         return answer.headers.get("Docker-Content-Digest", "")
 
+    def tags(self, repository: str, *, limit: int = 10_000) -> list[str]:
+        """Every tag of ``repository`` (the distribution API's ``tags/list``, following its pages)."""
+        found: list[str] = []
+        url: str | None = f"{self.base}/v2/{repository}/tags/list?n=1000"
+        while url and len(found) < limit:
+            answer = self._authorized("GET", url, repository, {}, None)
+            if answer.status_code == 404:
+                return []
+            if answer.status_code != 200:
+                raise RegistryUnavailable(f"{self.base} answered {answer.status_code} to tags/list of {repository}")
+            found += [str(t) for t in answer.json().get("tags") or []]
+            link = answer.headers.get("Link", "")
+            url = f"{self.base}{link.split(';')[0].strip('<> ')}" if 'rel="next"' in link else None
+        return found
+
+    def digest(self, repository: str, tag: str) -> str:
+        """The manifest digest ``tag`` points at ("" when the registry does not say)."""
+        answer = self._call("HEAD", repository, tag, headers={"Accept": ",".join(MANIFEST_TYPES)})
+        return answer.headers.get("Docker-Content-Digest", "") if answer.status_code == 200 else ""
+
     def retag(self, repository: str, digest: str, tag: str) -> str:
         """Point ``tag`` at the manifest ``digest``; the same bytes, so the same digest."""
         body, media_type = self.get_manifest(repository, digest)
@@ -102,13 +122,18 @@ class RegistryClient:
     def _call(self, method: str, repository: str, reference: str, *, headers: dict[str, str],
               content: bytes | None = None) -> httpx.Response:
         url = f"{self.base}/v2/{repository}/manifests/{reference}"
-        answer = self._send(method, url, repository, headers, content)
-        if answer.status_code == 401 and self._authenticate(answer, repository):
-            answer = self._send(method, url, repository, headers, content)
+        answer = self._authorized(method, url, repository, headers, content)
         if answer.status_code in (401, 403):
             raise PushDenied(f"{self.base} refused {method} {repository}:{reference} ({answer.status_code})")
         if answer.status_code >= 500 or answer.status_code == 429:
             raise RegistryUnavailable(f"{self.base} answered {answer.status_code} to {method} {repository}")
+        return answer
+
+    def _authorized(self, method: str, url: str, repository: str, headers: dict[str, str],
+                    content: bytes | None) -> httpx.Response:
+        answer = self._send(method, url, repository, headers, content)
+        if answer.status_code == 401 and self._authenticate(answer, repository):
+            answer = self._send(method, url, repository, headers, content)
         return answer
 
     def _send(self, method: str, url: str, repository: str, headers: dict[str, str],

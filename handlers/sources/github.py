@@ -12,8 +12,8 @@ Events:
 - ``create`` → ignored: the payload has no commit sha, and GitHub sends a ``push`` with
   ``created: true`` and the sha for the same ref.
 - ``delete`` → ``GitPushed`` with ``after = before = ZERO_SHA`` (GitHub does not say what the
-  ref pointed at). A ``push`` with ``deleted: true`` usually arrives too; both carry the same
-  ``semantic_key``.
+  ref pointed at). A ``push`` with ``deleted: true`` usually arrives too; a deletion does
+  nothing but end the ref's builds, so the two are harmless to keep apart.
 - ``package`` / ``registry_package`` → see ``handlers.sources._ghcr``.
 
 Delivery id: ``<X-GitHub-Hook-ID>:<X-GitHub-Delivery>`` (the delivery GUID is shared by every
