@@ -148,8 +148,8 @@ def revert(env: EnvironmentConfig, state_dir: Path, commits: list[str], reason: 
         trailers = "".join(f"Shipline-Rollback-Of: {c}\n" for c in commits)
         message = (f"Roll back {env.name}: revert {', '.join(c[:10] for c in commits)}\n\n{reason}\n\n{trailers}"
                    f"Shipline-Environment: {env.name}\nShipline-Bot: true\n")
-        name, email = parse_author(env.commit_author)
-        repo.git("-c", f"user.name={name}", "-c", f"user.email={email}", "commit", "-q", "-m", message)
+        author = parse_author(env.commit_author)
+        repo.git("-c", f"user.name={author.name}", "-c", f"user.email={author.email}", "commit", "-q", "-m", message)
         if repo.push():
             return repo.lines("rev-parse", "HEAD")[0]
         time.sleep(0.2 * attempt)
