@@ -48,6 +48,8 @@ class Section:
     rows: list[Row] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)
     gaps: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    """Raw measurements (kept in results.json) for notes computed from the run, never typed in."""
     measured_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     seconds: float = 0.0
 

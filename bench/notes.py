@@ -7,6 +7,7 @@ wrk, phase timing of builds/bumps/syncs); each note is attached only when its ta
 from __future__ import annotations
 
 from bench.common import Section
+from bench.syncnotes import COMPUTED
 
 NOTES: dict[tuple[str, str], list[str]] = {
     ("ingest", "throughput vs bare"): [
@@ -56,24 +57,6 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "sync already running can cover the request (coalesced) without ever writing that event's `sync` "
         "step — it appears only after a later sync. Adding the id before incrementing closes it.",
     ],
-    ("sync", "first apply"): [
-        "Shipline applies one object at a time (GET, then server-side apply) and then reads every workload "
-        "for health; kubectl sends its requests under a client-side rate limit. Parallel applies per kind "
-        "would close it.",
-    ],
-    ("sync", "no-op re-sync"): [
-        "A no-op re-sync still makes ~2 requests per object, one after the other: a GET, and — because drift "
-        "correction must know what a forced apply would change — a server-side dry-run apply; then a GET per "
-        "workload for health. That is ~10 ms per object here, so ~1,000 objects cannot finish in 1 s "
-        "sequentially. A new revision (the one-image change) is worse: the revision annotation changes on "
-        "every object, so all of them are re-applied for one changed image.",
-        "To close: (1) read live state with one LIST per kind and namespace instead of a GET per object; "
-        "(2) skip the dry-run drift check when the live object's `managedFields` entry for `shipline` has "
-        "not changed since the last apply (same `resourceVersion` as recorded in the inventory); (3) issue "
-        "the remaining requests from a small thread pool (the API server answers concurrent requests; "
-        "namespaces/CRDs stay first); (4) keep the revision in the inventory only, not on every object, so a "
-        "new revision re-applies only objects whose digest changed.",
-    ],
     ("bump", "event → pushed commit"): [
         "What a warm bump does now (phases above): one fetch of the branch head, `git log` for the trailers, "
         "`git ls-tree` of the head, a read of only the blobs never screened before (screening facts are kept "
@@ -109,6 +92,9 @@ NOTES: dict[tuple[str, str], list[str]] = {
 
 def gap_notes(section: Section) -> list[str]:
     notes: list[str] = []
+    computed = COMPUTED.get(section.name)
+    if computed is not None and section.data and any(row.met is False for row in section.rows):
+        notes += computed(section)  # sync, drift, scale: written from the run's own numbers
     for row in section.rows:
         if row.met is not False:
             continue
