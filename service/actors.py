@@ -13,12 +13,12 @@ import os
 import threading
 import time
 from functools import cache
-from typing import Any
+from typing import Any, NoReturn
 
 import dramatiq
-from dramatiq.middleware import Middleware, Retries
+from dramatiq.middleware import Middleware
 
-from handlers.errors import PermanentError
+from handlers.errors import PermanentError, TransientError
 from service import broker as wiring
 from service import rollback
 from service.config import Config, load_config
@@ -31,10 +31,23 @@ from service.store import EventStore
 
 log = logging.getLogger("shipline.worker")
 TICK_SECONDS = 5
+BUILD_TIME_MARGIN_SECONDS = 120
+"""A build's own timeout kills its process group; the actor's limit is a backstop just after it."""
 
 
-def should_retry(retries: int, exception: BaseException) -> bool:
-    return not isinstance(exception, PermanentError) and retries < config().queue.max_retries
+def should_retry(actor: Any, retries: int, exception: BaseException) -> bool:
+    """dramatiq's own rule for this actor: its ``throws`` are never retried, the rest up to its
+    ``max_retries`` (declared on each actor below)."""
+    if isinstance(exception, actor.options.get("throws") or ()):
+        return False
+    return retries < int(actor.options.get("max_retries", config().queue.max_retries))
+
+
+def retry_in(exception: TransientError) -> NoReturn:
+    """A transient error that knows when the world may have healed is retried then, not on the backoff."""
+    if exception.delay is None:
+        raise exception
+    raise dramatiq.Retry(f"{type(exception).__name__}: {exception}", delay=int(exception.delay * 1000)) from exception
 
 
 class FailureVisibility(Middleware):
@@ -45,11 +58,9 @@ class FailureVisibility(Middleware):
         if exception is None:
             return
         retries = message.options.get("retries", 0)
-        final = not should_retry(retries, exception)
-        event_id = message.args[0] if message.args else ""
+        final = not should_retry(broker.get_actor(message.actor_name), retries, exception)
         log.warning("%s failed (attempt %d%s): %s", message.actor_name, retries + 1,
-                    ", giving up" if final else ", will retry", exception,
-                    extra={"correlation_id": event_id, "actor": message.actor_name})
+                    ", giving up" if final else ", will retry", exception)  # the run's context is bound
         if final:
             pipeline().give_up(message.actor_name, tuple(message.args), exception)
 
@@ -101,37 +112,58 @@ def pipeline() -> Pipeline:
 broker = wiring.install_broker(config().redis.url, max_retries=config().queue.max_retries,
                                 min_backoff_ms=config().queue.min_backoff_ms,
                                 max_backoff_ms=config().queue.max_backoff_ms)
-for middleware in broker.middleware:
-    if isinstance(middleware, Retries):
-        middleware.retry_when = should_retry
-broker.add_middleware(FailureVisibility())
-broker.add_middleware(Reconciler())
+# "after" hooks run in reverse order: FailureVisibility logs while ActorRunLog's context is bound
 broker.add_middleware(ActorRunLog(  # one line per actor run; logging set up at worker boot
     correlation=lambda event_id: getattr(pipeline().store.get(event_id), "correlation_id", ""),
-    environment_actors=("bump_env", "sync_env")))
+    environment_actors=("bump_env", "sync_env", "rollback_env")))
+broker.add_middleware(FailureVisibility())
+broker.add_middleware(Reconciler())
 
 
-@dramatiq.actor(queue_name=wiring.QUEUE_EVENTS, actor_name="process_event")
+PERMANENT = (PermanentError,)
+STAGE_TIME_LIMIT_MS = 15 * 60 * 1000
+"""A backstop for bump, sync and routing (each has its own subprocess and request timeouts)."""
+
+
+@dramatiq.actor(queue_name=wiring.QUEUE_EVENTS, actor_name="process_event", throws=PERMANENT,
+                max_retries=config().queue.max_retries, time_limit=STAGE_TIME_LIMIT_MS)
 def process_event(event_id: str) -> None:
-    pipeline().process_event(event_id)
+    try:
+        pipeline().process_event(event_id)
+    except TransientError as exc:
+        retry_in(exc)
 
 
-@dramatiq.actor(queue_name=wiring.QUEUE_BUILD, actor_name="build_repo")
+@dramatiq.actor(queue_name=wiring.QUEUE_BUILD, actor_name="build_repo", throws=PERMANENT,
+                max_retries=config().build.max_retries,
+                time_limit=(config().build.timeout_seconds + BUILD_TIME_MARGIN_SECONDS) * 1000)
 def build_repo(event_id: str, repo_name: str) -> None:
-    pipeline().build(event_id, repo_name)
+    try:
+        pipeline().build(event_id, repo_name)
+    except TransientError as exc:
+        retry_in(exc)
 
 
-@dramatiq.actor(queue_name=wiring.QUEUE_BUMP, actor_name="bump_env")
+@dramatiq.actor(queue_name=wiring.QUEUE_BUMP, actor_name="bump_env", throws=PERMANENT,
+                max_retries=config().queue.max_retries, time_limit=STAGE_TIME_LIMIT_MS)
 def bump_env(env_name: str) -> None:
-    pipeline().bump(env_name)
+    try:
+        pipeline().bump(env_name)
+    except TransientError as exc:
+        retry_in(exc)
 
 
-@dramatiq.actor(queue_name=wiring.QUEUE_SYNC, actor_name="sync_env")
+@dramatiq.actor(queue_name=wiring.QUEUE_SYNC, actor_name="sync_env", throws=PERMANENT,
+                max_retries=config().queue.max_retries, time_limit=STAGE_TIME_LIMIT_MS)
 def sync_env(env_name: str, request: str = "0") -> None:
-    pipeline().sync(env_name, int(request))
+    try:
+        pipeline().sync(env_name, int(request))
+    except TransientError as exc:
+        retry_in(exc)
 
 
-@dramatiq.actor(queue_name=wiring.QUEUE_BUMP, actor_name="rollback_env", max_retries=0)
+@dramatiq.actor(queue_name=wiring.QUEUE_BUMP, actor_name="rollback_env", max_retries=0,
+                time_limit=STAGE_TIME_LIMIT_MS)
 def rollback_env(env_name: str, to: str = "") -> None:
     """``shipline rollback``: once, visibly (a rollback is not retried behind the operator's back)."""
     p = pipeline()

@@ -1,6 +1,8 @@
 """Logging: JSON lines in production, readable on a terminal; secrets never formatted in.
 
-Every record may carry ``correlation_id`` (the originating event id) through ``extra=``.
+An actor run binds its context once (actor, message id, event id or environment, correlation
+id, attempt: ``ActorRunLog``); every line logged while it runs, from any module, carries it
+(``BoundContext``, a ``contextvars`` filter: each worker thread runs one message at a time).
 """
 
 from __future__ import annotations
@@ -11,12 +13,33 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from typing import Any
 
 from dramatiq.middleware import Middleware
 
 actor_log = logging.getLogger("shipline.actor")
 STANDARD = set(vars(logging.LogRecord("x", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+_bound: ContextVar[dict[str, Any]] = ContextVar("shipline_log_context", default={})  # noqa: B039 - never mutated
+
+
+def bind(**values: Any) -> Token[dict[str, Any]]:
+    """Add ``values`` to every log line of this thread's current work, until ``unbind``."""
+    return _bound.set({**_bound.get(), **values})
+
+
+def unbind(token: Token[dict[str, Any]]) -> None:
+    _bound.reset(token)
+
+
+class BoundContext(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _bound.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,6 +63,7 @@ def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if use_json else ConsoleFormatter())
+    handler.addFilter(BoundContext())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -54,26 +78,29 @@ class ActorRunLog(Middleware):
     def __init__(self, *, correlation: Callable[[str], str], environment_actors: tuple[str, ...] = ()) -> None:
         self.correlation = correlation
         self.environment_actors = environment_actors
-        self.running: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.running: dict[str, tuple[float, Token[dict[str, Any]]]] = {}
 
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
         setup_logging(os.environ.get("SHIPLINE_LOG_FORMAT", "auto"))
 
     def before_process_message(self, broker: Any, message: Any) -> None:
-        context = self._context(message)
-        self.running[message.message_id] = (time.monotonic(), context)
-        actor_log.info("%s started", message.actor_name, extra=context)
+        self.running[message.message_id] = (time.monotonic(), bind(**self._context(message)))
+        actor_log.info("%s started", message.actor_name)
 
     def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
                               exception: BaseException | None = None) -> None:
-        started, context = self.running.pop(message.message_id, (time.monotonic(), self._context(message)))
+        started, token = self.running.pop(message.message_id, (time.monotonic(), None))
         outcome = "ok" if exception is None else f"error {type(exception).__name__}"
         actor_log.info("%s finished: %s", message.actor_name, outcome,
-                       extra={**context, "outcome": "ok" if exception is None else "error",
+                       extra={"outcome": "ok" if exception is None else "error",
                               "duration_seconds": round(time.monotonic() - started, 3)})
+        if token is not None:
+            unbind(token)
 
     def after_skip_message(self, broker: Any, message: Any) -> None:
-        self.running.pop(message.message_id, None)
+        _, token = self.running.pop(message.message_id, (0.0, None))
+        if token is not None:
+            unbind(token)
 
     def _context(self, message: Any) -> dict[str, Any]:
         ref = str(message.args[0]) if message.args else ""
