@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from devstack.gitea import GiteaRepo
+from devstack.process import wait_until
 from devstack.stack import Stack
 
 SERVICES = ("frontend", "backend")
+SEED_DELIVERY_TIMEOUT = 60
+"""Gitea's two queues (push, then webhook) poll with a backoff of up to 2 s each."""
 TEMPLATE = """apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -63,14 +66,15 @@ def _vars(stack: Stack, env: str, marker: str, replicas: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _push_tree(stack: Stack, url: str, files: dict[str, str], message: str) -> None:
+def _push_tree(stack: Stack, url: str, files: dict[str, str], message: str) -> bool:
+    """Seed an empty repo with one commit; False (and nothing pushed) if it has commits already."""
     git = ["git", "-c", "user.name=Shipline Demo", "-c", "user.email=demo@shipline.local"]
     env = {**os.environ, **stack.gitea.git_env()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         subprocess.run(["git", "clone", "-q", url, str(work)], check=True, capture_output=True, env=env)
         if _has_commits(work):
-            return  # already seeded: keep what the user did
+            return False  # already seeded: keep what the user did
         for rel, text in files.items():
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             (work / rel).write_text(text)
@@ -78,6 +82,7 @@ def _push_tree(stack: Stack, url: str, files: dict[str, str], message: str) -> N
         subprocess.run([*git, "-C", str(work), "commit", "-qm", message], check=True)
         subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True,
                        capture_output=True, env=env)
+    return True
 
 
 def _has_commits(work: Path) -> bool:
@@ -135,15 +140,23 @@ def demo_config(stack: Stack, app: GiteaRepo, deploy: GiteaRepo, kubeconfig: Pat
 
 def create_demo(stack: Stack, kubeconfig: Path | None = None) -> dict[str, GiteaRepo]:
     """Create (once) both repos on Gitea with their push webhooks, and write the config that
-    wires them. The seed pushes are deliveries like any other (Gitea handles pushes
-    asynchronously, so a hook added after them would get them anyway); before the receiver is up
-    they are refused and stay in the hook's history as failed."""
+    wires them.
+
+    The seed pushes are deliveries like any other. Gitea handles a push from its queues, so
+    whether a seed reaches a receiver started right after this would be a race; instead this
+    returns only once Gitea has attempted each seed's delivery (before the receiver is up: refused,
+    kept in the hook's history), so the seed never builds."""
     hook = f"{stack.receiver_url}/hooks/gitea"
     repos = {"app": stack.gitea.create_repo("shop"), "deploy": stack.gitea.create_repo("shop-deploy")}
     for repo in repos.values():
         stack.gitea.add_push_webhook(repo, hook, stack.secret("webhook-secret"))
-    _push_tree(stack, repos["app"].clone_url, app_files(stack), "shop: two services")
-    _push_tree(stack, repos["deploy"].clone_url, deploy_files(stack), "shop-deploy: staging and production")
+    seeded = [repo for repo, files, message in (
+        (repos["app"], app_files(stack), "shop: two services"),
+        (repos["deploy"], deploy_files(stack), "shop-deploy: staging and production"),
+    ) if _push_tree(stack, repo.clone_url, files, message)]
+    wait_until(lambda: all(any(d.delivered for d in stack.gitea.deliveries(r)) for r in seeded),
+               timeout=SEED_DELIVERY_TIMEOUT, what="Gitea's deliveries of the demo's seed pushes",
+               log=stack.gitea.daemon.log_file)
     stack.write_config(demo_config(stack, repos["app"], repos["deploy"], kubeconfig))
     return repos
 

@@ -55,6 +55,8 @@ def test_gitea_runs_headless_on_loopback_with_an_admin_and_private_secrets(stack
     for secret in (gitea.token_file, gitea.credentials_file, gitea.password_file, gitea.app_ini):
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
     assert gitea.credentials_file.read_text() == f"http://dev:{gitea.token}@127.0.0.1:{gitea.port}\n"
+    password = gitea.password_file.read_text()
+    assert httpx.get(f"{gitea.api_url}/user", auth=("dev", password)).json()["login"] == "dev"  # the web UI login
 
 
 def test_a_second_start_keeps_the_token_and_a_lost_token_is_replaced(stack: Stack) -> None:
