@@ -110,8 +110,11 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         records = await to_thread.run_sync(lambda: store.list(
             source=q.get("source"), repo=q.get("repo"), status=q.get("status"),
             offset=offset, limit=limit))
-        return JSONResponse({"events": [r.summary() for r in records], "offset": offset,
-                             "limit": limit})
+        summaries = [r.summary() for r in records]
+        for summary in summaries:
+            if summary["correlation_id"] in ("", summary["id"]):  # a release: its lead time per environment
+                summary["lead_times"] = await to_thread.run_sync(lead_times, store, summary["id"])
+        return JSONResponse({"events": summaries, "offset": offset, "limit": limit})
 
     async def get_event(request: Request) -> Response:
         record = await to_thread.run_sync(store.get, request.path_params["id"])
@@ -170,6 +173,10 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         answer = await ingest.submit(record, [])
         return JSONResponse({**answer.body, "tag": tag}, answer.status)
 
+    async def queues(request: Request) -> Response:
+        """Backpressure: the unprocessed backlog against its cap, each stage queue, refusals."""
+        return JSONResponse(await to_thread.run_sync(queue_state, store, config.redis.max_backlog))
+
     async def build_logs(request: Request) -> Response:
         event_id = request.path_params["id"]
         logs = await to_thread.run_sync(store.r.hgetall, f"shipline:buildlog:{event_id}")
@@ -183,6 +190,7 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         Route("/api/events/{id}", guarded(get_event), methods=["GET"]),
         Route("/api/events/{id}/replay", guarded(replay), methods=["POST"]),
         Route("/api/environments", guarded(list_environments), methods=["GET"]),
+        Route("/api/queues", guarded(queues), methods=["GET"]),
         Route("/api/environments/{name}/rollback", guarded(rollback), methods=["POST"]),
         Route("/api/targets", guarded(list_environments), methods=["GET"]),  # the name before 0.2
     ]
@@ -215,3 +223,17 @@ def enqueue_rollback(config: Config, env_name: str, to: str) -> None:
         broker.enqueue(message(QUEUE_BUMP, "rollback_env", env_name, to))
     finally:
         broker.close()
+
+
+def queue_state(store: EventStore, max_backlog: int) -> dict[str, Any]:
+    from service.broker import NAMESPACE, QUEUES
+    from service.store import REFUSED_KEY
+
+    pipe = store.r.pipeline(transaction=False)
+    for queue in QUEUES:
+        pipe.llen(f"{NAMESPACE}:{queue}")
+        pipe.llen(f"{NAMESPACE}:{queue}.DQ")
+    pipe.get(REFUSED_KEY)
+    counts = pipe.execute()
+    return {"backlog": store.backlog(), "max_backlog": max_backlog, "refused": int(counts[-1] or 0),
+            "queues": {q: {"ready": counts[2 * i], "delayed": counts[2 * i + 1]} for i, q in enumerate(QUEUES)}}

@@ -28,7 +28,7 @@ from service.config import CONFIG_ENV, Config, load_config
 from service.dashboard import dashboard_routes
 from service.durability import check_durability
 from service.ingest import BacklogFull, Ingest, Unavailable
-from service.store import AsyncEventLog, EventStore
+from service.store import REFUSED_KEY, AsyncEventLog, EventStore
 
 log = logging.getLogger("shipline.receiver")
 
@@ -76,6 +76,9 @@ def create_app(config: Config, *, store: EventStore | None = None, check_redis: 
         except Unavailable as exc:
             outcome = "backlog_full" if isinstance(exc, BacklogFull) else "unavailable"
             metrics.DELIVERIES.labels(source=source, outcome=outcome).inc()
+            if outcome == "backlog_full":
+                with contextlib.suppress(Exception):  # the count on the dashboard, across receivers
+                    await events.client.incr(REFUSED_KEY)
             log.warning("delivery refused (%s): %s", outcome, exc, extra={"source": source, "receiver": name})
             return JSONResponse({"error": str(exc) if outcome == "backlog_full" else
                                  "event store unavailable, retry later"}, 503,

@@ -31,6 +31,8 @@ FINAL_STATUSES = frozenset({"done", "failed", "ignored", "superseded"})
 """Events in these states are finished: retention may trim them (and only them)."""
 TRIM_BATCH = 100
 """At most this many records trimmed per call; each call adds at most one, so the log keeps up."""
+REFUSED_KEY = PREFIX + "refused:backlog"
+"""How many deliveries the receivers refused with 503 because the backlog was at its cap."""
 ASYNC_POOL_SIZE = 64
 """Connections of the receiver's asyncio client: more in-flight hand-offs share each AOF fsync."""
 

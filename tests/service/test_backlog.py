@@ -115,6 +115,9 @@ def test_past_max_backlog_the_receiver_answers_503_and_records_nothing(tmp_path:
         assert metric(client, "shipline_deliveries_total", source="github", outcome="backlog_full") \
             == refused_before + 1
         assert metric(client, "shipline_backlog_events") == 10
+        shown = client.get("/api/queues", headers={"Authorization": "Bearer api-token-for-tests"}).json()
+        assert (shown["backlog"], shown["max_backlog"], shown["refused"]) == (10, 10, 1)
+        assert shown["queues"]["events"] == {"ready": 10, "delayed": 0}
         EventStore(redis_client).set_status(ids[0], "done", "ok")  # the workers catch up by one
         again = client.post("/hooks/github", content=body, headers=headers)  # the sender's retry
         assert again.status_code == 202
