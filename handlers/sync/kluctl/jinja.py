@@ -20,12 +20,15 @@ import json
 import os
 import re
 import textwrap
+import threading
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.bccache
 import yaml
 from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
@@ -70,9 +73,35 @@ class KluctlEnvironment(SandboxedEnvironment):
         return template
 
 
+class _CompiledTemplates(jinja2.BytecodeCache):
+    """Compiled templates shared by every environment of the process, keyed by file and source
+    checksum (Jinja's own bucket key): a changed file is compiled again, an unchanged one is not,
+    so each sync does not recompile the same project."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size, self.code = size, OrderedDict[str, bytes]()
+        self.lock = threading.Lock()
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with self.lock:
+            code = self.code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with self.lock:
+            self.code[bucket.key] = bucket.bytecode_to_string()
+            while len(self.code) > self.size:
+                self.code.popitem(last=False)
+
+
+_COMPILED = _CompiledTemplates()
+
+
 def environment(root: Path, search_dirs: list[Path]) -> KluctlEnvironment:
     env = KluctlEnvironment(loader=ProjectLoader(root, search_dirs), undefined=jinja2.StrictUndefined,
-                            extensions=["jinja2.ext.loopcontrols"], autoescape=False)  # noqa: S701 (YAML)
+                            extensions=["jinja2.ext.loopcontrols"], autoescape=False,  # noqa: S701 (YAML)
+                            bytecode_cache=_COMPILED)
     filters = {"b64encode": b64encode, "b64decode": b64decode, "to_yaml": to_yaml, "to_json": json.dumps,
                "from_yaml": from_yaml, "sha256": sha256}
     env.filters.update({name: _strict(f) for name, f in filters.items()}, render=render_string)
