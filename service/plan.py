@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from handlers.sync.render import describe as describe_render
 from service.config import Config
 
 
@@ -21,6 +22,6 @@ def describe(config: Config) -> Iterator[str]:
             yield f"  image {image.name}: context {image.context}, on changes to {paths}, tags {image.tags}"
     for env in config.environments:
         yield f"environment {env.name}: {env.git.url}@{env.git.branch}:{env.git.path} " \
-              f"render={env.render.mode} prune={env.prune} drift={env.drift} trigger={env.trigger}"
+              f"render={describe_render(env)} prune={env.prune} drift={env.drift} trigger={env.trigger}"
         for image in env.images:
             yield f"  follows image {image.image} with policy {image.policy.model_dump(exclude_defaults=True)}"
