@@ -139,6 +139,7 @@ class Gitea:
     def _ensure_token(self, binary: Path) -> None:
         """The admin and Shipline's token, once; a token Gitea no longer knows is replaced."""
         if self.token_file.exists() and self._token_works():
+            self._write_credentials(self.token)  # the port may have changed with a new state.json
             return
         cli = [str(binary), "admin", "user"]
         made = self._cli([*cli, "create", "--config", str(self.app_ini), "--username", self.admin,
@@ -156,6 +157,9 @@ class Gitea:
         if token is None:
             raise StackError("gitea admin user generate-access-token printed no token")
         _write_secret(self.token_file, token)
+        self._write_credentials(token)
+
+    def _write_credentials(self, token: str) -> None:
         _write_secret(self.credentials_file, f"http://{self.admin}:{token}@127.0.0.1:{self.port}\n")
 
     def _cli(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
