@@ -43,7 +43,10 @@ def render_item(item: Item, root: Path, render_root: Path) -> RenderedItem:
         if copied:
             out.write_bytes(checked.read_bytes())
             continue
-        read_text(checked, relpath)  # size and encoding checks, with the file named
+        try:
+            read_text(checked, relpath)  # size and encoding checks, with the file named
+        except RenderError as exc:
+            raise RenderError(f"{exc} (a file that is not a template belongs in a .templateignore)") from None
         out.write_text(jinja.render_file(env, checked, item.variables))
         if out.suffix in kustomize.RESOURCE_SUFFIXES:
             parse_documents(out.read_text(), origin=f"{relpath} (rendered)")
