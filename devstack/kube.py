@@ -198,6 +198,9 @@ class KubeCluster:
             # One client, loopback: request queuing only slows startup and tests down.
             "--enable-priority-and-fairness=false", "--max-requests-inflight=0",
             "--max-mutating-requests-inflight=0",
+            # A real node (devstack.realnode) has no resolvable hostname; its kubelet takes client certs.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={pki.admin_crt}", f"--kubelet-client-key={pki.admin_key}",
             *self._audit_flags(),
         ]
 

@@ -1,0 +1,92 @@
+"""The real node runs pods for real, beside the kwok nodes, and only pods that ask for it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from devstack import nodehost, realnode
+from devstack.kube import KubeCluster
+from devstack.nodeconfig import NODE_LABEL
+from devstack.realnode import NODE_NAME, NodeUnavailable, RealNode, selector, unavailable_reason
+from devstack.stack import Stack
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def core(kube_cluster: KubeCluster) -> Iterator[client.CoreV1Api]:
+    with config.new_client_from_config(config_file=str(kube_cluster.kubeconfig)) as api:
+        yield client.CoreV1Api(api)
+
+
+def run_pod(core: client.CoreV1Api, name: str, spec: dict[str, Any], timeout: float = 90) -> client.V1Pod:
+    core.create_namespaced_pod("default", {"apiVersion": "v1", "kind": "Pod",
+                                           "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pod = core.read_namespaced_pod(name, "default")
+        if pod.status.phase in ("Succeeded", "Failed"):
+            return pod
+        time.sleep(0.3)
+    raise AssertionError(f"pod {name} not finished within {timeout}s: {pod.status}")
+
+
+def test_a_pod_that_asks_for_the_real_node_runs_there_for_real(real_node: RealNode, core: client.CoreV1Api,
+                                                               stack: Stack) -> None:
+    script = "cat /proc/self/cgroup | grep -m1 memory; ip -4 -o addr show eth0; echo computed-$((6 * 7))"
+    pod = run_pod(core, "real-work", {**selector(), "restartPolicy": "Never", "containers": [
+        {"name": "c", "image": stack.base_image, "command": ["sh", "-c", script]}]})
+    log = core.read_namespaced_pod_log("real-work", "default")
+    assert pod.spec.node_name == NODE_NAME
+    assert pod.status.phase == "Succeeded"
+    assert "computed-42" in log  # only a container that ran can have said it
+    assert f"{real_node.layout.cgroup_root}/kubepods" in log  # in this node's own cgroup tree
+    assert real_node.layout.subnet.rsplit(".", 1)[0] + "." in log  # an address of the node's bridge
+
+
+def test_a_pod_that_does_not_ask_lands_on_kwok_and_never_runs(real_node: RealNode, core: client.CoreV1Api) -> None:
+    core.create_namespaced_pod("default", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fake-work"},
+                                           "spec": {"containers": [{"name": "c", "image": "127.0.0.1:1/none:1"}]}})
+    deadline = time.monotonic() + 30
+    while not (pod := core.read_namespaced_pod("fake-work", "default")).spec.node_name:
+        assert time.monotonic() < deadline, "fake-work was never scheduled"
+        time.sleep(0.2)
+    assert pod.spec.node_name.startswith("kwok-node-")  # the taint keeps it off the real node
+
+
+def test_the_node_is_real_tainted_and_not_kwoks(real_node: RealNode, core: client.CoreV1Api) -> None:
+    node = core.read_node(NODE_NAME)
+    assert node.metadata.labels[NODE_LABEL] == "true"
+    assert [(t.key, t.effect) for t in node.spec.taints] == [(NODE_LABEL, "NoSchedule")]
+    assert "kwok.x-k8s.io/node" not in (node.metadata.annotations or {})
+    assert node.status.node_info.container_runtime_version.startswith("containerd://")
+    assert node.status.node_info.kubelet_version == "v1.36.3"
+    assert {a.type: a.address for a in node.status.addresses}["InternalIP"] == real_node.layout.gateway
+
+
+def test_a_refusing_host_stops_the_node_with_the_exact_reason(kube_cluster: KubeCluster, stack: Stack,
+                                                             tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    refusal = "mkdir /sys/fs/cgroup/memory/shipline-x: Permission denied"
+
+    def refuse(cgroup_root: str) -> nodehost.Host:
+        raise nodehost.Refused(refusal)
+
+    monkeypatch.setattr(realnode, "check", refuse)
+    other = KubeCluster(state_dir=tmp_path, bin_dir=kube_cluster.bin_dir, etcd_port=0, etcd_peer_port=0,
+                        api_port=kube_cluster.api_port, kcm_port=0, scheduler_port=0)
+    with pytest.raises(NodeUnavailable, match="Permission denied"):
+        RealNode.start(other, registry_host=stack.registry.host, images_state_dir=stack.state_dir,
+                       probe_image=stack.base_image)
+    assert unavailable_reason(tmp_path) == refusal
+
+
+def test_the_kernel_words_a_refusal() -> None:
+    with pytest.raises(nodehost.Refused, match=r"mkdir /proc/shipline-refused: .+"):
+        nodehost._mkdir(Path("/proc/shipline-refused"))
