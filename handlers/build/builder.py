@@ -52,6 +52,18 @@ _DENIED = re.compile(r"unauthorized|denied|authentication required|forbidden", r
 
 
 @dataclass(frozen=True, slots=True)
+class GitSource:
+    """Where the context comes from, for backends that fetch it themselves (``handlers.build.jobs``)."""
+
+    url: str
+    sha: str
+    context: str
+    """Repo-relative, ``.`` for the root."""
+    dockerfile: str
+    """Repo-relative."""
+
+
+@dataclass(frozen=True, slots=True)
 class BuildSpec:
     """One image to build from an exported context; paths are local, everything else is data."""
 
@@ -64,6 +76,7 @@ class BuildSpec:
     build_args: Mapping[str, str] = field(default_factory=dict)
     target: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    source: GitSource | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from handlers.build.builder import BuildahBuilder, Builder, BuildSpec
+from handlers.build.backends import make_builder
+from handlers.build.builder import Builder, BuildSpec, GitSource
 from handlers.build.cache import BuildIndex, context_key, reusable
 from handlers.build.changes import changed_images, context_dir, dockerfile_path
 from handlers.build.errors import BuildFailed, Superseded
@@ -44,7 +45,7 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
 
     ``should_continue`` is polled before each image and every ~0.5 s during a build; ``False``
     stops the running build and marks the rest ``superseded``. It must not raise. ``builder``
-    defaults to ``BuildahBuilder`` on ``state_dir``. Raises ``TransientError`` (``GitUnavailable``
+    defaults to ``build.backend``'s (``handlers.build.backends``). Raises ``TransientError`` (``GitUnavailable``
     before any image; ``BuildIncomplete`` after all of them) or ``PermanentError`` for bad input.
     """
     validate_ref(event.ref)
@@ -63,8 +64,8 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     if not decision.images:
         return replace(report, nothing_to_build_reason=decision.reason)
     job = _Job(repo, event, mirror, values_for(mirror, event, sha), facts.committed_at, registries, state_dir,
-               settings, builder or BuildahBuilder(state_dir=state_dir, registries=registries,
-                                                   storage_driver=settings.storage_driver), should_continue)
+               settings, builder or make_builder(settings, state_dir=state_dir, registries=registries),
+               should_continue)
     chosen = [i for i in repo.images if i.name in decision.images]
     with ThreadPoolExecutor(max_workers=settings.parallelism, thread_name_prefix="build") as pool:
         results = tuple(pool.map(job.run, chosen))
@@ -162,7 +163,8 @@ class _Job:
         self.mirror.export(self.values.sha, tmp, [] if context == "." else [context, dockerfile])
         return BuildSpec(image=ref.name, tags=tags, context=tmp / context, dockerfile=tmp / dockerfile,
                          timeout_seconds=float(self.settings.timeout_seconds), build_args=image.build_args,
-                         target=image.target, labels=self._labels())
+                         target=image.target, labels=self._labels(),
+                         source=GitSource(self.repo.url, self.values.sha, context, dockerfile))
 
     def _labels(self) -> dict[str, str]:
         return {
