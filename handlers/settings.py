@@ -196,6 +196,31 @@ class RenderConfig(Model):
         return self
 
 
+class PullRequestSettings(Model):
+    """Bumps to ``push_branch`` open (and update) one pull/merge request per branch into
+    ``git.branch``; merging it is a push to the manifests branch, so the sync follows."""
+
+    provider: Literal["github", "gitlab", "gitea"]
+    repository: str = Field(min_length=1)
+    """GitHub/Gitea ``owner/name``; GitLab project id or ``group/project`` path."""
+    token: SecretRef
+    api_url: str = ""
+    """Default ``https://api.github.com`` / ``https://gitlab.com/api/v4``; Gitea: ``https://host/api/v1``."""
+    auto_merge: bool = False
+    """Merge it as soon as the forge allows (GitLab: merge when the pipeline succeeds)."""
+
+    @model_validator(mode="after")
+    def _gitea_needs_its_url(self) -> PullRequestSettings:
+        if self.provider == "gitea" and not self.api_url:
+            raise ValueError("provider gitea needs api_url (https://<host>/api/v1)")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        default = {"github": "https://api.github.com", "gitlab": "https://gitlab.com/api/v4"}.get(self.provider, "")
+        return (self.api_url or default).rstrip("/")
+
+
 class DriftFlapSettings(Model):
     """The flap guard: past ``max_corrections`` drift corrections in ``window_seconds``, drift of
     the environment is only reported (and notified) until the window passes or Git changes."""
@@ -217,6 +242,8 @@ class EnvironmentConfig(Model):
     images: list[EnvImageConfig] = Field(default_factory=list)
     push_branch: str | None = None
     """When set (template, ``{env}``/``{image}``/``{tag}``), bumps go to a review branch."""
+    pull_request: PullRequestSettings | None = None
+    """With ``push_branch``: one pull/merge request per review branch, updated by later bumps."""
     commit_author: str = "Shipline <shipline@localhost>"
     render: RenderConfig = Field(default_factory=RenderConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
@@ -238,6 +265,8 @@ class EnvironmentConfig(Model):
     def _follow_needs_target(self) -> EnvironmentConfig:
         if (self.trigger == "follow") != (self.follows is not None):
             raise ValueError("trigger 'follow' and 'follows: <env>' go together")
+        if self.pull_request is not None and not self.push_branch:
+            raise ValueError("pull_request needs push_branch (the review branch the bumps go to)")
         return self
 
 

@@ -43,7 +43,7 @@ from handlers.manifests import ImageUpdate
 from handlers.routing import build_reason
 from handlers.settings import EnvironmentConfig
 from handlers.sync.reconcile import SyncResult
-from service import metrics, notify, rollback
+from service import metrics, notify, pullrequests, rollback
 from service.broker import QUEUE_BUILD, QUEUE_BUMP, QUEUE_EVENTS, QUEUE_SYNC
 from service.config import Config
 from service.environments import EnvironmentStatusStore
@@ -287,6 +287,16 @@ class Pipeline:
                 self.store.add_step(record.correlation_id, "bump", "done", detail, environment=env.name,
                                     commit=result.commit or "")
             self._finish(record.id, "done", detail)
+        if env.pull_request is not None and (result.commit or result.already_applied):
+            moved = {event.image: event.tag for event in (event_from_dict(r.event) for r in records)
+                     if isinstance(event, ImagePushed)}
+            url = notify.event_url(self.config, correlations[0]) if correlations else ""
+            pull = pullrequests.propose(self.r, env, result, moved, ttl=self.config.redis.dedupe_ttl_seconds,
+                                        release_url=url)
+            if pull is not None:
+                for correlation in correlations:
+                    self.store.add_step(correlation, "bump", "done", f"{env.name}: pull request #{pull.number} "
+                                        f"{pull.html_url}".strip(), environment=env.name)
         if result.commit or result.already_applied:  # redelivered after its push landed: still sync
             self.request_sync(env.name, *correlations)
 
