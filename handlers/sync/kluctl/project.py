@@ -43,7 +43,8 @@ def load_target(project_dir: Path, root: Path, name: str | None, overrides: dict
         known = sorted(targets) or "none"
         raise RenderError(f"{shown}: no target {name!r} (targets: {known})")
     data = copy.deepcopy(targets.get(name, {})) if name is not None else {}
-    data.setdefault("discriminator", config.get("discriminator") or "")
+    if not data.get("discriminator"):
+        data["discriminator"] = config.get("discriminator") or ""
     if context:
         data["context"] = context
     env = jinja.environment(root, [project_dir])

@@ -295,3 +295,44 @@ def test_a_kustomization_namespace_wins_over_override_namespace_and_its_annotati
     plan = render_plan(kluctl_env("dev"), root)
     assert [[o["metadata"]["namespace"] for o in p.objects] for p in plan.phases] == [["own"], ["fallback"]]
     assert [str(r) for r in plan.phases[0].wait] == ["ConfigMap/own/first"]
+
+
+def test_a_library_project_sees_only_its_args_unless_vars_are_passed(tmp_path: Path) -> None:
+    root = project(tmp_path, """
+        vars:
+          - values: {secret_of_parent: p}
+        deployments:
+          - include: lib
+            args: {size: 3}
+          - include: lib2
+            passVars: true
+        """, {
+        "lib/.kluctl-library.yaml": "args:\n  - name: size\n  - name: colour\n    default: red\n",
+        "lib/deployment.yaml": "deployments:\n  - path: app\n",
+        "lib/app/cm.yaml": configmap('  v: "{{ args.size }} {{ args.colour }} {{ secret_of_parent is defined }}"\n',
+                                     "lib"),
+        "lib2/.kluctl-library.yaml": "args:\n  - name: size\n    default: 1\n",
+        "lib2/deployment.yaml": "deployments:\n  - path: app\n",
+        "lib2/app/cm.yaml": configmap('  v: "{{ args.size }} {{ secret_of_parent }}"\n', "lib2"),
+    })
+    objects = by_name(render(kluctl_env("dev"), root))
+    assert objects["ConfigMap/lib"]["data"] == {"v": "3 red False"}
+    assert objects["ConfigMap/lib2"]["data"] == {"v": "1 p"}
+
+
+def test_only_render_items_render_for_others_and_deploy_nothing(tmp_path: Path) -> None:
+    root = project(tmp_path, """
+        deployments:
+          - path: component
+            onlyRender: true
+          - path: app
+        """, {
+        "component/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+                                        "resources: [cm.yaml]\n",
+        "component/cm.yaml": configmap('  v: "{{ args.environment }}"\n', "from-component"),
+        "app/kustomization.yaml": "resources: [cm.yaml]\ncomponents: [../component]\n",
+        "app/cm.yaml": configmap("  v: app\n", "app"),
+    })
+    plan = render_plan(kluctl_env("dev"), root)
+    assert [o["metadata"]["name"] for o in plan.objects] == ["app", "from-component"]
+    assert plan.phases[0].items == ("app",)
