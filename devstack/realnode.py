@@ -307,3 +307,34 @@ def _tail(log: Path, lines: int = 15) -> str:
     if not log.exists():
         return f"(no log at {log})"
     return f"--- last lines of {log} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+# -- the dev stack's hooks (devstack.stack) ----------------------------------------------------------
+
+def start_for_stack(cluster: KubeCluster, *, registry_host: str, images_state_dir: Path, probe_image: str,
+                    progress: Any = print) -> RealNode | None:
+    """``shipline dev up``: start the node when the host allows it; else say exactly why and go on."""
+    progress("starting the real node (containerd, kubelet) beside the kwok nodes")
+    try:
+        node = RealNode.start(cluster, registry_host=registry_host, images_state_dir=images_state_dir,
+                              probe_image=probe_image)
+    except NodeUnavailable as exc:
+        progress(f"the real node is not running, the stack starts without it: {exc}")
+        return None
+    for adaptation in node.adaptations:
+        progress(f"real node: {adaptation}")
+    return node
+
+
+def stop_for_stack(cluster_state_dir: Path) -> None:
+    node = RealNode.load(cluster_state_dir / "node")
+    if node is not None:
+        node.stop()
+
+
+def status_for_stack(cluster_state_dir: Path) -> dict[str, Any]:
+    node = RealNode.load(cluster_state_dir / "node")
+    reason = unavailable_reason(cluster_state_dir)
+    if node is None or reason:
+        return {"running": False, "unavailable": reason}
+    return node.status()

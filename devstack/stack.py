@@ -100,7 +100,9 @@ class Stack:
         build_base_image(self.state_dir, self.registry.host)
         if kube:
             progress("starting Kubernetes control plane (first run builds the binaries: minutes)")
-            self._kube_cluster(start=True)
+            cluster = self._kube_cluster(start=True)
+            self._real_node().start_for_stack(cluster, registry_host=self.registry.host, progress=progress,
+                                              images_state_dir=self.state_dir, probe_image=self.base_image)
         self.write_config()
         return self.status()
 
@@ -109,6 +111,7 @@ class Stack:
             daemon.stop()
         cluster = self._kube_cluster(start=False)
         if cluster is not None:
+            self._real_node().stop_for_stack(self.kube_dir)
             cluster.stop()
         for component in (self.gitea, self.git, self.registry, self.redis):
             component.stop()
@@ -119,6 +122,12 @@ class Stack:
         if start:
             return KubeCluster.start(self.kube_dir)
         return KubeCluster.load(self.kube_dir)
+
+    @staticmethod
+    def _real_node() -> Any:
+        from devstack import realnode  # the kubernetes client, only when the cluster is involved
+
+        return realnode
 
     def service_daemons(self) -> list[Daemon]:
         run = self.state_dir / "run"
@@ -152,6 +161,7 @@ class Stack:
             "gitea": {"url": self.gitea.url, "api": self.gitea.api_url, "running": self.gitea.daemon.running(),
                       "token": str(self.gitea.token_file)},
             "kubernetes": kube.status() if kube is not None else {"running": False},
+            "real_node": self._real_node().status_for_stack(self.kube_dir),
             "kubeconfig": str(self.kubeconfig),
             "receiver": {"url": self.receiver_url, "running": serve.running(),
                          "dashboard": f"{self.receiver_url}/"},

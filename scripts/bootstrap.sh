@@ -13,12 +13,14 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in redis-server:redis-server docker-registry:docker-registry buildah:buildah \
             git:git busybox:busybox-static kubectl:kubectl go:golang \
-            chromium:chromium gcc:gcc; do
+            chromium:chromium gcc:gcc \
+            containerd:containerd runc:runc catatonit:catatonit unshare:util-linux ip:iproute2; do
   bin=${pair%%:*}; pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done
 if command -v busybox >/dev/null && ! busybox --list 2>/dev/null | grep -qx sh; then need+=(busybox-static); fi
 [ -e /usr/include/stdlib.h ] || need+=(libc6-dev)  # Gitea's SQLite is cgo
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)  # the real node's pod network
 if [ -n "${SHIPLINE_EXTRA_PACKAGES:-}" ]; then
   for pkg in $SHIPLINE_EXTRA_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 fi
@@ -46,6 +48,9 @@ fi
 start=$(date +%s)
 scripts/build-k8s.sh >/dev/null
 echo ">> Kubernetes binaries ready ($(( $(date +%s) - start ))s)" >&2
+start=$(date +%s)
+scripts/build-k8s-node.sh >/dev/null  # kubelet + kube-proxy for the real node (devstack/realnode.py)
+echo ">> node binaries ready ($(( $(date +%s) - start ))s)" >&2
 scripts/build-toxiproxy.sh >/dev/null
 echo ">> toxiproxy ready" >&2
 scripts/build-helm.sh >/dev/null  # `helm template` for the kluctl render mode's charts

@@ -87,6 +87,24 @@ def test_a_refusing_host_stops_the_node_with_the_exact_reason(kube_cluster: Kube
     assert unavailable_reason(tmp_path) == refusal
 
 
+def test_dev_up_says_why_and_goes_on_without_the_node(kube_cluster: KubeCluster, stack: Stack, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(cgroup_root: str) -> nodehost.Host:
+        raise nodehost.Refused("creating a network namespace (unshare --net): Operation not permitted")
+
+    monkeypatch.setattr(realnode, "check", refuse)
+    other = KubeCluster(state_dir=tmp_path, bin_dir=kube_cluster.bin_dir, etcd_port=0, etcd_peer_port=0,
+                        api_port=kube_cluster.api_port, kcm_port=0, scheduler_port=0)
+    said: list[str] = []
+    node = realnode.start_for_stack(other, registry_host=stack.registry.host, images_state_dir=stack.state_dir,
+                                    probe_image=stack.base_image, progress=said.append)
+    assert node is None
+    assert said[-1] == ("the real node is not running, the stack starts without it: creating a network "
+                        "namespace (unshare --net): Operation not permitted")
+    assert realnode.status_for_stack(tmp_path) == {
+        "running": False, "unavailable": "creating a network namespace (unshare --net): Operation not permitted"}
+
+
 def test_the_kernel_words_a_refusal() -> None:
     with pytest.raises(nodehost.Refused, match=r"mkdir /proc/shipline-refused: .+"):
         nodehost._mkdir(Path("/proc/shipline-refused"))
