@@ -10,11 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import subprocess
+import tarfile
 from typing import Any
 
 import pytest
 import yaml
 
+from handlers.sync.kluctl.helm import helm_binary
 from handlers.sync.render import RenderPlan, describe, render, render_phases, render_plan
 from tests.handlers.sync.kluctl.seed import GOLDEN, SEED, by_name, kluctl_env
 
@@ -166,3 +169,14 @@ def test_args_override_the_targets_and_defaults_fill_in(tmp_path: Any) -> None:
 def test_status_and_config_check_name_the_target() -> None:
     assert describe(kluctl_env("production")) == "kluctl target=production"
     assert describe(kluctl_env("staging", args={"edge_debug": True})) == "kluctl target=staging edge_debug=True"
+
+
+def test_the_pre_pulled_chart_is_laid_out_as_helm_pull_leaves_it(tmp_path: Any) -> None:
+    chart = SEED / ".helm-charts/https_charts.example.com/stable/traefik-lite/1.2.0"
+    subprocess.run([helm_binary(), "package", str(chart), "-d", str(tmp_path)], check=True, capture_output=True)
+    with tarfile.open(tmp_path / "traefik-lite-1.2.0.tgz") as archive:
+        archive.extractall(tmp_path / "pulled", filter="data")
+    pulled = tmp_path / "pulled" / "traefik-lite"
+    files = sorted(str(p.relative_to(pulled)) for p in pulled.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(chart)) for p in chart.rglob("*") if p.is_file())
+    assert all((pulled / f).read_bytes() == (chart / f).read_bytes() for f in files)
