@@ -14,6 +14,7 @@ from starlette.routing import Route
 from handlers.errors import ConfigError, MalformedPayload, UnsafeInput
 from handlers.events import GitPushed, ImagePushed, event_from_dict, event_to_dict
 from handlers.images import ImageRef, same_image
+from handlers.sync.render import describe as describe_render
 from handlers.validate import (
     validate_clone_url,
     validate_digest,
@@ -141,9 +142,13 @@ def api_routes(config: Config, store: EventStore, ingest: Ingest) -> list[Route]
         return JSONResponse(answer.body, answer.status)
 
     clusters = {e.name: cluster_name(e.cluster) for e in config.environments}
+    renders = {e.name: describe_render(e) for e in config.environments}
 
     async def list_environments(request: Request) -> Response:
-        found = await to_thread.run_sync(statuses.all, [e.name for e in config.environments], clusters)
+        names = [e.name for e in config.environments]
+        found = await to_thread.run_sync(statuses.all, names, clusters)
+        for name, status in zip(names, found, strict=True):
+            status["render"] = renders[name]  # e.g. "kluctl target=staging"
         return JSONResponse({"environments": found, "targets": found})
 
     async def rollback(request: Request) -> Response:

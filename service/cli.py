@@ -259,7 +259,7 @@ def status(config: ConfigOpt = None, as_json: Annotated[bool, typer.Option("--js
 
 
 def _status_details(t: dict[str, Any]) -> list[str]:
-    lines = []
+    lines = [f"render {t['render']}"] if str(t.get("render", "")).startswith("kluctl") else []
     for seen in (t.get("drift_seen") or [])[:3]:
         lines.append(f"drift seen {time.strftime('%H:%M:%S', time.localtime(seen['at']))}: {seen['what']}")
     for d in t.get("drift") or []:
@@ -314,10 +314,14 @@ def logs(event_id: str, config: ConfigOpt = None) -> None:
 @app.command()
 def diff(environment: str, config: ConfigOpt = None) -> None:
     """Server-side dry run of ENVIRONMENT against its cluster: what a sync would change."""
+    from handlers.sync.render import describe as describe_render
     from service.syncrun import diff_now
 
     cfg = _config(config)
-    changes = diff_now(cfg.environment(environment), cfg.state_dir)
+    env = cfg.environment(environment)
+    changes = diff_now(env, cfg.state_dir)
+    if env.render.mode == "kluctl":
+        typer.echo(f"{environment}: {describe_render(env)}")
     if not changes:
         typer.echo(f"{environment}: in sync")
     for line in changes:

@@ -57,7 +57,9 @@ def served(stack, redis_client, tmp_path: Path):
         "server": {"port": port, "api_token": {"file": str(token)}},
         "receivers": [{"source": "github", "secret": {"file": str(secret)}}],
         "repos": [{"name": "samsahai", "url": "https://github.com/agoda-com/samsahai-example.git"}],
-        "environments": [{"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}}],
+        "environments": [{"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}},
+                         {"name": "production", "git": {"url": "http://127.0.0.1:1/m.git"},
+                          "render": {"mode": "kluctl", "target": "production"}}],
     }))
     with ServerThread(create_app(load_config(path)), port) as server:
         yield path, server
@@ -82,6 +84,7 @@ def test_events_replay_and_status_talk_to_the_receiver(served) -> None:
     assert replayed.returncode == 0 and f"replayed {event_id} as " in replayed.stdout
     status = shipline("status", config=path)
     assert status.returncode == 0 and status.stdout.startswith("staging")
+    assert "render kluctl target=production" in status.stdout  # the kluctl target, under its environment
     missing = shipline("replay", "nope", config=path)
     assert missing.returncode == 1 and "404" in missing.stderr and "Traceback" not in missing.stderr
 
@@ -93,6 +96,7 @@ def test_config_check_says_what_would_happen(served) -> None:
     assert "receiver /hooks/github: verified with file:" in done.stdout
     assert "cli-secret" not in done.stdout
     assert "environment staging:" in done.stdout
+    assert "render=kluctl target=production " in done.stdout
 
 
 def test_the_worker_polls_idle_queues_as_often_as_the_broker_says() -> None:
