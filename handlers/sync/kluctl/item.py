@@ -77,8 +77,7 @@ def _render_charts(target: Path, source: Path, root: Path) -> dict[str, str]:
         _check_listed(config.parent, chart, rel(source / subdir, root) or ".")
         # JSON documents are YAML to kustomize, and far quicker to write than a YAML dump
         (config.parent / chart.output).write_text("".join(f"---\n{json.dumps(o, default=str)}\n" for o in objects))
-        outputs[str(subdir / config.name) if str(subdir) != "." else config.name] = \
-            str(subdir / chart.output) if str(subdir) != "." else chart.output
+        outputs[str(subdir / config.name)] = str(subdir / chart.output)
     return outputs
 
 

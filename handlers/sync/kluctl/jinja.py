@@ -38,6 +38,7 @@ from handlers.sync.manifestio import RenderError, inside, read_text, rel
 from handlers.yamlsafe import load_yaml_text
 
 TEMPLATE_MARKERS = ("{{", "{%", "{#")
+MAX_RENDERED_CHARS = 16 * 1024 * 1024
 
 
 class ProjectLoader(jinja2.BaseLoader):
@@ -115,12 +116,20 @@ def environment(root: Path, search_dirs: list[Path]) -> KluctlEnvironment:
 
 
 def render_file(env: KluctlEnvironment, path: Path, variables: dict[str, Any]) -> str:
-    """``path`` (absolute) rendered with ``variables``; errors name the file and line."""
+    """``path`` (absolute) rendered with ``variables``; errors name the file and line. The output
+    is capped at ``MAX_RENDERED_CHARS``: a loop in a pushed template must not fill the memory."""
     root: Path = env.loader.root  # type: ignore[union-attr]
+    shown = rel(path, root)
     try:
-        return env.get_template(str(path)).render(variables)
+        parts, size = [], 0
+        for part in env.get_template(str(path)).generate(variables):
+            size += len(part)
+            if size > MAX_RENDERED_CHARS:
+                raise RenderError(f"{shown}: renders to more than {MAX_RENDERED_CHARS} characters; refused")
+            parts.append(part)
+        return "".join(parts)
     except Exception as exc:  # noqa: BLE001 (whatever a template raises is the template's error)
-        raise template_error(exc, root, rel(path, root)) from None
+        raise template_error(exc, root, shown) from None
 
 
 def render_text(env: KluctlEnvironment, text: str, variables: dict[str, Any], *, origin: str) -> str:

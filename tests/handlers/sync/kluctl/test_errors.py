@@ -220,3 +220,11 @@ def test_an_object_rendered_by_two_items_is_refused(tmp_path: Path) -> None:
         """)
     assert error_of(root) == ("Secret/shop-staging/backend-db is rendered twice: by services/backend/k8s "
                               "and by services/worker/k8s")
+
+
+def test_a_template_that_renders_without_end_is_stopped(tmp_path: Path) -> None:
+    root = seed_copy(tmp_path)
+    put(root, "namespaces/namespaces.yaml", """
+        {% for a in range(100000) %}{% for b in range(100000) %}{{ "x" * 1000 }}{% endfor %}{% endfor %}
+        """)
+    assert error_of(root) == "namespaces/namespaces.yaml: renders to more than 16777216 characters; refused"
