@@ -4,7 +4,7 @@ Modes (``env.render.mode``):
 
 - ``plain``: every ``.yaml``/``.yml`` under ``<checkout>/<env.git.path>`` (sorted, recursive,
   multi-document, empty documents skipped, ``kind: List`` expanded);
-- ``kustomize``: ``kubectl kustomize <dir>`` (argument list, ``KUSTOMIZE_TIMEOUT``; no plugins,
+- ``kustomize``: ``kubectl kustomize <dir>`` (argument list, ``kustomizebuild.KUSTOMIZE_TIMEOUT``; no plugins,
   no Helm, root-only loading: kubectl's defaults);
 - ``jinja2``: kluctl-style: each ``.yaml``/``.yml``/``.j2`` file under the path is a template
   rendered in a ``SandboxedEnvironment`` with ``StrictUndefined``; variables come from the
@@ -23,8 +23,6 @@ inside the checkout (symlinks out are refused) and under ``MAX_FILE_BYTES``. Eve
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,16 +32,16 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from handlers.errors import ConfigError, TransientError
+from handlers.errors import ConfigError
 from handlers.settings import EnvironmentConfig
 from handlers.sync.kluctl.render import Phase, render_project
+from handlers.sync.kustomizebuild import kustomize_build
 from handlers.sync.manifestio import MAX_FILE_BYTES, RenderError, deep_merge, inside, parse_objects, read_text, rel
 from handlers.sync.objects import Obj
 from handlers.yamlsafe import load_yaml_text
 
 __all__ = ["MAX_FILE_BYTES", "Phase", "RenderError", "RenderPlan", "deep_merge", "describe", "parse_objects",
            "render", "render_phases", "render_plan"]
-KUSTOMIZE_TIMEOUT = 120
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 TEMPLATE_SUFFIXES = (".yaml", ".yml", ".j2")
 
@@ -108,17 +106,8 @@ def render_plain(source: Path, root: Path) -> list[Obj]:
 
 
 def render_kustomize(source: Path) -> list[Obj]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        raise RenderError("kustomize mode needs kubectl (with built-in kustomize) on PATH")
-    try:
-        proc = subprocess.run([kubectl, "kustomize", str(source)], capture_output=True, text=True,
-                              timeout=KUSTOMIZE_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        raise TransientError(f"kubectl kustomize {source.name} took over {KUSTOMIZE_TIMEOUT}s") from None
-    if proc.returncode != 0:
-        raise RenderError(f"kubectl kustomize {source.name} failed: {proc.stderr.strip()[-2000:]}")
-    return parse_objects(proc.stdout, origin=f"kustomize build of {source.name}")
+    text = kustomize_build(source, f"kustomize build of {source.name}")
+    return parse_objects(text, origin=f"kustomize build of {source.name}")
 
 
 def render_jinja2(source: Path, root: Path, env: EnvironmentConfig) -> list[Obj]:

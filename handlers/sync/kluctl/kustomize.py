@@ -17,17 +17,13 @@ outside the repository (another path on the host, a remote URL) is ever read.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from handlers.errors import TransientError
 from handlers.sync.manifestio import RenderError, parse_mapping, read_text
 
-KUSTOMIZE_TIMEOUT = 120
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 RESOURCE_SUFFIXES = (".yaml", ".yml")
 
@@ -97,22 +93,6 @@ def check_references(render_root: Path) -> None:
                                       "(remote and out-of-repository resources are not supported)")
         if data.get("helmCharts") or data.get("helmGlobals"):
             raise RenderError(f"{shown}: kustomize's helmCharts are not supported; use helm-chart.yaml")
-
-
-def build(directory: Path, shown: str) -> str:
-    """``kubectl kustomize`` of ``directory``: the multi-document YAML it prints."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        raise RenderError("kluctl mode needs kubectl (with built-in kustomize) on PATH")
-    try:
-        proc = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True,
-                              timeout=KUSTOMIZE_TIMEOUT, check=False, cwd=directory)
-    except subprocess.TimeoutExpired:
-        raise TransientError(f"{shown}: kubectl kustomize took over {KUSTOMIZE_TIMEOUT}s") from None
-    if proc.returncode != 0:
-        message = proc.stderr.strip().replace(str(directory.parent) + "/", "")[-2000:]
-        raise RenderError(f"{shown}: kustomize failed: {message}")
-    return proc.stdout
 
 
 def _true(value: Any) -> bool:

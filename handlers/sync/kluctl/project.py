@@ -87,17 +87,23 @@ def _targets(config: dict[str, Any], shown: str) -> dict[str, dict[str, Any]]:
 
 
 def _args(config: dict[str, Any], target: dict[str, Any], overrides: dict[str, Any], shown: str) -> dict[str, Any]:
-    given = deep_merge(target.get("args") or {}, overrides)
+    return resolve_args(config.get("args") or [], deep_merge(target.get("args") or {}, overrides),
+                        where=shown, hint=" (by the target or render.args)")
+
+
+def resolve_args(declared: Any, given: dict[str, Any], *, where: str, hint: str = "") -> dict[str, Any]:
+    """``given`` over the defaults of the ``declared`` args (kluctl's ``LoadDefaultArgs``); an arg
+    declared without a default must be given."""
+    if not isinstance(declared, list) or not all(isinstance(a, dict) and a.get("name") for a in declared):
+        raise RenderError(f"{where}: args must be a list of entries with a name")
     defaults: dict[str, Any] = {}
-    for arg in config.get("args") or []:
-        if not isinstance(arg, dict) or not arg.get("name"):
-            raise RenderError(f"{shown}: every entry of args needs a name")
+    for arg in declared:
         if "default" in arg:
             defaults = deep_merge(defaults, {arg["name"]: arg["default"]})
     args = deep_merge(defaults, given)
-    for arg in config.get("args") or []:
+    for arg in declared:
         if "default" not in arg and jinja.lookup(args, str(arg["name"]), _MISSING) is _MISSING:
-            raise RenderError(f"{shown}: required arg {arg['name']!r} is not set (by the target or render.args)")
+            raise RenderError(f"{where}: required arg {arg['name']!r} is not set{hint}")
     return args
 
 

@@ -21,6 +21,7 @@ from handlers.sync.kluctl.item import RenderedItem, render_item
 from handlers.sync.kluctl.postprocess import fix_helm_namespaces, postprocess
 from handlers.sync.kluctl.project import Target, load_target
 from handlers.sync.kluctl.tree import Item, walk
+from handlers.sync.kustomizebuild import kustomize_build
 from handlers.sync.manifestio import RenderError, inside, parse_objects, rel
 from handlers.sync.objects import Obj, ObjRef, ref_of
 
@@ -65,7 +66,7 @@ def render_project(env: EnvironmentConfig, checkout: Path) -> KluctlRender:
 def _build_all(rendered: list[RenderedItem], root: Path) -> dict[int, list[Obj]]:
     def build(r: RenderedItem) -> list[Obj]:
         shown = rel(r.item.directory, root) if r.item.directory else "?"
-        text = kustomize.build(r.directory, f"{r.item.origin} ({shown})")
+        text = kustomize_build(r.directory, f"{r.item.origin} ({shown})")
         return parse_objects(text, origin=f"kustomize build of {shown}")
 
     with ThreadPoolExecutor(max_workers=KUSTOMIZE_WORKERS) as pool:

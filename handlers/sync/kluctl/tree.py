@@ -20,9 +20,9 @@ from typing import Any
 
 from handlers.sync.kluctl import jinja
 from handlers.sync.kluctl.config import DeploymentConfig, find_config, load_config
-from handlers.sync.kluctl.project import Target
+from handlers.sync.kluctl.project import Target, resolve_args
 from handlers.sync.kluctl.vars import load_vars
-from handlers.sync.manifestio import RenderError, deep_merge, inside, parse_mapping, read_text, rel
+from handlers.sync.manifestio import RenderError, inside, parse_mapping, read_text, rel
 
 LIBRARY_FILES = (".kluctl-library.yaml", ".kluctl-library.yml")
 
@@ -184,14 +184,7 @@ def _library_variables(root: Path, library: Path, variables: dict[str, Any], con
     shown = rel(library, root)
     declared = parse_mapping(read_text(library, shown), origin=shown).get("args") or []
     passed = {k: v for k, v in variables.items() if k != "args"} if config.get("passVars") else {}
-    defaults: dict[str, Any] = {}
-    for arg in declared:
-        if "default" in arg:
-            defaults = deep_merge(defaults, {arg["name"]: arg["default"]})
-    args = deep_merge(defaults, config.get("args") or {})
-    missing = [a["name"] for a in declared if "default" not in a and a["name"] not in args]
-    if missing:
-        raise RenderError(f"{origin}: library {shown} needs args {missing}")
+    args = resolve_args(declared, config.get("args") or {}, where=f"{origin}: library {shown}")
     return {**passed, "args": args}
 
 
