@@ -122,7 +122,9 @@ def render_file(env: KluctlEnvironment, path: Path, variables: dict[str, Any]) -
     shown = rel(path, root)
     try:
         parts, size = [], 0
-        for part in env.get_template(str(path)).generate(variables):
+        # a copy: update_dict() in one template must not reach the next one (kluctl renders each
+        # file with its own copy of the variables)
+        for part in env.get_template(str(path)).generate(copy.deepcopy(variables)):
             size += len(part)
             if size > MAX_RENDERED_CHARS:
                 raise RenderError(f"{shown}: renders to more than {MAX_RENDERED_CHARS} characters; refused")
@@ -137,7 +139,7 @@ def render_text(env: KluctlEnvironment, text: str, variables: dict[str, Any], *,
     if not any(m in text for m in TEMPLATE_MARKERS):
         return text
     try:
-        return env.from_string(text).render(variables)
+        return env.from_string(text).render(copy.deepcopy(variables))
     except Exception as exc:  # noqa: BLE001
         raise template_error(exc, env.loader.root, origin) from None  # type: ignore[union-attr]
 

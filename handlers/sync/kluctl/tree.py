@@ -12,7 +12,6 @@ Includes that come back to a project already on the way are a cycle, reported wi
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,7 +168,7 @@ def _collect(root: Path, project: Project, indexes: dict[Path, int]) -> list[Ite
 
 def _include(root: Path, project: Project, config: dict[str, Any], origin: str) -> Project:
     directory = _inside(root, project.directory / config["include"], f"{origin} ({config['include']})")
-    variables = copy.deepcopy(project.variables)
+    variables = project.variables
     library = next((directory / n for n in LIBRARY_FILES if (directory / n).is_file()), None)
     if library is not None:
         variables = _library_variables(root, library, project.variables, config, origin)

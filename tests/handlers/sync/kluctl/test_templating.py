@@ -336,3 +336,18 @@ def test_only_render_items_render_for_others_and_deploy_nothing(tmp_path: Path) 
     plan = render_plan(kluctl_env("dev"), root)
     assert [o["metadata"]["name"] for o in plan.objects] == ["app", "from-component"]
     assert plan.phases[0].items == ("app",)
+
+
+def test_update_dict_in_one_template_does_not_reach_the_next(tmp_path: Path) -> None:
+    root = project(tmp_path, """
+        vars:
+          - values: {settings: {a: 1}}
+        deployments:
+          - path: app
+        """, {
+        "app/a.yaml": '{{ update_dict(settings, {"b": 2}) }}' + configmap('  v: "{{ settings }}"\n', "a"),
+        "app/b.yaml": configmap('  v: "{{ settings }}"\n', "b"),
+    })
+    objects = by_name(render(kluctl_env("dev"), root))
+    assert objects["ConfigMap/a"]["data"] == {"v": "{'a': 1, 'b': 2}"}
+    assert objects["ConfigMap/b"]["data"] == {"v": "{'a': 1}"}
