@@ -130,8 +130,9 @@ class Pipeline:
             return "ignored"
         return ", ".join(f"bump {e.name}" for e in envs)
 
-    def _bump_envs(self, record: EventRecord, event: ImagePushed) -> list[EnvironmentConfig]:
-        """Queue ``record`` for the environments that take it; one bump request per environment."""
+    def _bump_envs(self, record: EventRecord, event: ImagePushed, *, enqueue: bool = True) -> list[EnvironmentConfig]:
+        """Queue ``record`` for the environments that take it, and (unless the caller does it once
+        for many events) ask for their bumps."""
         if record.event_type.startswith("promote:"):
             wanted = record.event_type.removeprefix("promote:")
             envs = [e for e in self.config.router.envs_for_image(event) if e.name == wanted]
@@ -139,7 +140,8 @@ class Pipeline:
             envs = [e for e in self.config.router.envs_for_image(event) if e.trigger in ("branch", "release")]
         for env in envs:
             self.r.sadd(f"shipline:bump:pending:{env.name}", record.id)
-            self.enqueue(QUEUE_BUMP, "bump_env", env.name)
+            if enqueue:
+                self.enqueue(QUEUE_BUMP, "bump_env", env.name)
         return envs
 
     # -- build -------------------------------------------------------------------------
@@ -202,11 +204,13 @@ class Pipeline:
             event = event_from_dict(record.event)
             if not isinstance(event, ImagePushed):
                 continue
-            taken = self._bump_envs(record, event)
+            taken = self._bump_envs(record, event, enqueue=False)  # all pending before any bump runs
             envs |= {e.name for e in taken}
             self.store.add_step(event_id, "route", "done", ", ".join(f"bump {e.name}" for e in taken) or "ignored")
             if not taken:
                 self.store.set_status(event_id, "ignored", "no environment takes this image automatically")
+        for env_name in sorted(envs):
+            self.enqueue(QUEUE_BUMP, "bump_env", env_name)
         if event_ids:
             log.info("release closed", extra={"correlation_id": release, "events": len(event_ids),
                                               "environments": sorted(envs)})

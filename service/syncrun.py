@@ -14,7 +14,7 @@ from handlers.gitops import ManifestsRepo
 from handlers.settings import EnvironmentConfig
 from handlers.sync.reconcile import SyncResult, sync_environment
 from handlers.validate import validate_sha
-from service.livestate import cache_for, cluster_name
+from service.livestate import cache_for
 
 HEAD_TTL_SECONDS = 2.0
 """Environments on one manifests repo and branch share one ``git ls-remote`` within this window."""
@@ -53,8 +53,8 @@ def checkout(env: EnvironmentConfig, state_dir: Path) -> tuple[Path, str]:
     return repo.workdir, repo.repo.head.commit.hexsha
 
 
-def sync_now(env: EnvironmentConfig, state_dir: Path, *, correct_drift: bool | None = None) -> dict[str, Any]:
-    """Sync ``env`` to its branch head; the status dict the API and dashboard show."""
+def sync_now(env: EnvironmentConfig, state_dir: Path, *, correct_drift: bool | None = None) -> SyncResult:
+    """Sync ``env`` to its branch head (checked out only if the sync needs the files)."""
     revision = remote_head(env.git.url, env.git.branch)
     holder: dict[str, str] = {}
 
@@ -68,10 +68,11 @@ def sync_now(env: EnvironmentConfig, state_dir: Path, *, correct_drift: bool | N
     if holder.get("revision", revision) != revision:  # the branch moved between ls-remote and fetch
         result = sync_environment(env, Path(state_dir / "sync-checkouts" / env.name), holder["revision"],
                                   cache=cache, correct_drift=correct_drift)
-    return status_of(result, cluster_name(env.cluster))
+    return result
 
 
 def status_of(result: SyncResult, cluster: str) -> dict[str, Any]:
+    """The status dict the API and dashboard show."""
     health = result.health
     summary = (f"{result.revision[:10]}: applied {len(result.applied)}, pruned {len(result.pruned)}, "
                f"unchanged {result.unchanged}, drift {len(result.drift)}; {health.status}")

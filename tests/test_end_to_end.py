@@ -6,6 +6,7 @@ on kwok nodes, with the build's commit status on Gitea. Receiver and worker run 
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -84,16 +85,40 @@ def test_push_builds_bumps_and_rolls_out_staging(running, tmp_path: Path) -> Non
     assert push_stages()[:3] == ["delivery", "route", "build"], push_stages()
 
 
-def test_release_tag_builds_everything_and_promotes_production_only(running, tmp_path: Path) -> None:
+def applied(apps: client.AppsV1Api, namespace: str) -> dict[str, tuple[int, float]]:
+    """Per Deployment: its generation and when Shipline's field manager last wrote it (the
+    apiserver's own ``managedFields`` time)."""
+    out = {}
+    for dep in apps.list_namespaced_deployment(namespace).items:
+        ours = [m.time for m in dep.metadata.managed_fields or [] if m.manager == "shipline"]
+        out[dep.metadata.name] = (dep.metadata.generation, max(ours).timestamp() if ours else 0.0)
+    return out
+
+
+def test_a_release_tag_is_one_commit_and_one_sync_per_environment(running, tmp_path: Path) -> None:
+    """Both images of the release reach each environment in one commit (counted in Git) and one
+    sync (counted at the apiserver: each Deployment written once, both by the same apply burst)."""
     stack, work, apps = running["stack"], running["work"], running["apps"]
+    before_log = len(deploy_log(running, tmp_path))
+    before = {env: applied(apps, f"shop-{env}") for env in ("staging", "production")}
     git(work, "tag", "1.0.0")
     git(work, "push", "-q", "origin", "1.0.0")
-    for name in ("frontend", "backend"):
+    for env, name in [(e, n) for e in ("production", "staging") for n in ("frontend", "backend")]:
         want = f"{stack.registry.host}/shop/{name}:1.0.0"
-        wait_until(lambda want=want, name=name: deployed_image(apps, "shop-production", name) == want,
-                   timeout=180, what=f"production {name} at 1.0.0", log=stack.service_daemons()[1].log_file)
+        wait_until(lambda want=want, env=env, name=name: deployed_image(apps, f"shop-{env}", name) == want,
+                   timeout=180, what=f"{env} {name} at 1.0.0", log=stack.service_daemons()[1].log_file)
+    time.sleep(5)  # anything a split release would still write, it writes now
     log = deploy_log(running, tmp_path)
-    assert sum("production" in s for s in log if "bump" in s) <= 2  # one commit, or two if split by timing
+    new = log[: len(log) - before_log]
+    for env in ("staging", "production"):
+        commits = [s for s in new if env in s]
+        assert len(commits) == 1, new
+        assert ("frontend" in commits[0] and "backend" in commits[0]) or "bump 2 images" in commits[0], commits
+        after = applied(apps, f"shop-{env}")
+        assert {n: g for n, (g, _) in after.items()} == {n: g + 1 for n, (g, _) in before[env].items()}, \
+            f"{env}: each Deployment's spec written exactly once: {before[env]} → {after}"
+        times = [t for _, t in after.values()]
+        assert max(times) - min(times) <= 1.0, f"{env}: written by one sync, not two: {after}"
 
 
 def test_the_push_arrived_as_giteas_own_signed_delivery(running) -> None:

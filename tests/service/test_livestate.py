@@ -116,7 +116,7 @@ def test_each_environment_lands_only_in_its_own_cluster(kube_cluster: KubeCluste
         production = env_on(second, "production", "mc-prod", url)
 
         for env in (staging, production):
-            assert sync_now(env, tmp_path / "state")["health"] == "Healthy"
+            assert sync_now(env, tmp_path / "state").health.status == "Healthy"
 
         def names(api: client.ApiClient, ns: str) -> set[str]:
             return {c.metadata.name for c in client.CoreV1Api(api).list_namespaced_config_map(ns).items}
