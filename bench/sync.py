@@ -23,6 +23,7 @@ import contextlib
 import functools
 import inspect
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -255,6 +256,7 @@ def bench(quick: bool = False) -> Section:
     count, rounds = (300, 3) if quick else (1000, 3)
     section = Section("sync", "Sync")
     binary = flux.build()
+    load = os.getloadavg()[0]
     with state_dir("sync") as root:
         say("starting the control plane")
         began = time.perf_counter()
@@ -276,7 +278,7 @@ def bench(quick: bool = False) -> Section:
             cluster.stop()
     section.data = {
         "count": count, "rounds": rounds, "runs": runs, "requests": requests, "firsts": firsts,
-        "shipline": " and ".join(f"`{k}`" for k in sides.shipline),
+        "shipline": " and ".join(f"`{k}`" for k in sides.shipline), "load": [load, os.getloadavg()[0]],
         "flux": {"module": flux.MODULE, "version": flux.module_version(), "concurrency": engine.concurrency,
                  "qps": engine.qps, "field_manager": flux.FIELD_MANAGER},
         "kubectl": json.loads(run(["kubectl", "version", "--client", "-o", "json"]).stdout)["clientVersion"][
@@ -350,7 +352,9 @@ def report(section: Section) -> None:
         "rounds, each side into fresh namespaces of one control plane (etcd, kube-apiserver, controller-manager, "
         "scheduler, kwok); per step the side that goes first rotates (first in order: "
         + ", ".join(f"{LABEL[s]} {data['firsts'].count(s)}×" for s in SIDES) + "). After every step each side's "
-        f"objects were read back: {n} present, the changed Deployment on Git's image.",
+        f"objects were read back: {n} present, the changed Deployment on Git's image."
+        + (" 1-minute load average {:.1f} at the start, {:.1f} at the end (2 cores, shared).".format(*data["load"])
+           if "load" in data else ""),
         f"Shipline: `sync_environment` in the bench process with {data['shipline']} made once for the run (what "
         "a worker keeps per cluster); to applied = the call minus its health wait.",
         f"Flux: `{fluxinfo['module']}` {fluxinfo['version']} `ApplyAllStaged` (GET + server-side dry-run per object "
