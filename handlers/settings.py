@@ -249,6 +249,10 @@ class EnvironmentConfig(Model):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     namespace: str = "default"
     prune: bool = True
+    delete: bool = False
+    """Remove what this environment deployed instead of syncing it: every object in its inventory
+    and (kluctl mode) every object labelled with the target's discriminator, then the inventory.
+    Keep the entry until its status says ``Deleted``, then remove it from the config."""
     allow_empty: bool = False
     """Allow a render with no objects to prune everything."""
     drift: Literal["correct", "report"] = "correct"

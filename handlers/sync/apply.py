@@ -75,6 +75,12 @@ class Applier:
         body = mark({**obj, "metadata": meta}, target=self.env.name)
         return Desired(ref_of(body), body, digest(body))
 
+    def ref_for(self, ref: ObjRef) -> ObjRef:
+        """``ref`` as ``prepare`` places it: namespaced kinds without a namespace get the environment's."""
+        if ref.namespace or not self._namespaced({"apiVersion": ref.api_version, "kind": ref.kind}):
+            return ref
+        return ObjRef(ref.api_version, ref.kind, self.env.namespace, ref.name)
+
     def apply(self, desired: Desired, *, force: bool) -> Obj | None:
         """The object the server answered with; None when it cannot exist yet in a dry run (its
         namespace or CRD is created by this very sync)."""

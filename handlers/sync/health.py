@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 from handlers.sync.objects import Obj, ObjRef
 
-Status = Literal["Healthy", "Progressing", "Degraded"]
+Status = Literal["Healthy", "Progressing", "Degraded", "Deleted"]
 CHECKED_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job"})
 POLL_INTERVAL = 0.2
-_RANK = {"Healthy": 0, "Progressing": 1, "Degraded": 2}
+_RANK = {"Healthy": 0, "Deleted": 0, "Progressing": 1, "Degraded": 2}
 
 
 @dataclass(frozen=True)

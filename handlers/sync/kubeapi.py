@@ -118,6 +118,20 @@ class KubeApi:
         except NotFound:
             return None
 
+    def list(self, api_version: str, kind: str, *, label_selector: str) -> list[Obj]:
+        """Every object of the kind in every namespace that matches ``label_selector``; none when the
+        cluster does not serve the kind."""
+        try:
+            path = self.resource(api_version, kind).path()
+            listing = self.request("GET", path, query={"labelSelector": label_selector})
+        except NotFound:
+            return []
+        items = listing.get("items") or []
+        for item in items:  # a list leaves these out of its items
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return items
+
     def apply(self, obj: Obj, ref: ObjRef, *, force: bool = False, dry_run: bool = False) -> Obj:
         query = {"fieldManager": MANAGER, "force": "true" if force else None,
                  "dryRun": "All" if dry_run else None}

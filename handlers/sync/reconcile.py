@@ -24,16 +24,27 @@ from handlers.errors import PermanentError
 from handlers.settings import EnvironmentConfig
 from handlers.sync import drift
 from handlers.sync.apply import Applier, Desired, concurrently, phases
+from handlers.sync.barrier import wait_ready
 from handlers.sync.cache import ClusterCache
 from handlers.sync.fields import SHIPLINE_ANNOTATIONS, field_changes
 from handlers.sync.health import Health, check_health, wait_healthy
-from handlers.sync.inventory import Entry, Inventory, prune, read_inventory, stale, write_inventory
+from handlers.sync.inventory import (
+    Entry,
+    Inventory,
+    PruneResult,
+    inventory_ref,
+    prune,
+    read_inventory,
+    stale,
+    write_inventory,
+)
+from handlers.sync.kluctl import prune as by_discriminator
 from handlers.sync.kubeapi import KubeApi, NotFound, kube_client
 from handlers.sync.live import ApiView, LiveObject, LiveView, summarize
 from handlers.sync.objects import ObjRef, images_of
 from handlers.sync.owned import owned_hash
 from handlers.sync.plan import Verdict, decide
-from handlers.sync.render import RenderError, render
+from handlers.sync.render import RenderError, render_plan
 
 
 class EmptyRender(PermanentError):
@@ -105,6 +116,8 @@ def sync_environment(env: EnvironmentConfig, checkout: Path | Callable[[], Path]
     run = _Sync(env, api, view, revision, dry_run, began,
                 env.drift == "correct" if correct_drift is None else correct_drift)
     try:
+        if env.delete:
+            return run.delete_all(checkout)
         return run.quick() or run.full(checkout)
     finally:
         if cache is None and api_client is None:
@@ -151,30 +164,46 @@ class _Sync:
     # -- the full sync ----------------------------------------------------------------------
     def full(self, checkout: Path | Callable[[], Path]) -> SyncResult:
         env, previous = self.env, self.previous
-        objects = render(env, checkout() if callable(checkout) else checkout)
+        plan = render_plan(env, checkout() if callable(checkout) else checkout)
+        objects = plan.objects
         if not objects and previous and previous.objects and env.prune and not env.allow_empty:
             raise EmptyRender(f"{env.name}: the render produced no objects; refusing to prune the "
                               f"{len(previous.objects)} objects of revision {previous.revision} (set allow_empty)")
-        applier = Applier.for_render(self.api, env, objects, dry_run=self.dry_run)
+        applier = Applier.for_render(self.api, env, objects, dry_run=self.dry_run)  # every phase's CRDs
         outcomes: list[Outcome] = []
         seen: set[tuple[str, str, str, str]] = set()
-        for phase in phases(objects):
-            desired = [applier.prepare(o) for o in phase]
-            _refuse_duplicates(desired, seen)
-            outcomes += concurrently(lambda d, a=applier: self._one(a, d), desired)
-            applier.wait_established([d.ref for d in desired])
+        blocked: Health | None = None
+        for number, barrier in enumerate(plan.phases):
+            for phase in phases(barrier.objects):  # Namespaces, then CRDs, then the rest of the barrier's items
+                desired = [applier.prepare(o) for o in phase]
+                _refuse_duplicates(desired, seen)
+                outcomes += concurrently(lambda d, a=applier: self._one(a, d), desired)
+                applier.wait_established([d.ref for d in desired])
+            if number < len(plan.phases) - 1 and not self.dry_run:
+                blocked = wait_ready(self.api, [applier.ref_for(r) for r in barrier.wait],
+                                     timeout=env.health_timeout)
+                if blocked is not None:  # the objects after the barrier need these: not applied
+                    break
         applied_at = time.monotonic()
         refs = [o.desired.ref for o in outcomes]
         images = tuple(sorted({image for o in outcomes for image in images_of(o.desired.body)}))
         entries = tuple(o.entry for o in outcomes if o.entry is not None)
-        pruned = self._prune(refs, entries, images)
+        pruned = self._prune(refs, entries, images) if blocked is None else PruneResult((), ())
+        if blocked is None and env.prune and plan.discriminator:
+            kinds = {(r.api_version, r.kind) for r in [*refs, *(previous.objects if previous else ())]}
+            live = self._labelled(plan.discriminator, kinds)
+            orphans = [r for r in by_discriminator.orphans(live, refs, discriminator=plan.discriminator)
+                       if r not in pruned.pruned]
+            for ref in orphans:  # deployed by kluctl (or by a lost inventory): not in the inventory
+                self.api.delete(ref, dry_run=self.dry_run)
+            pruned = PruneResult((*pruned.pruned, *orphans), pruned.left_alone)
         if not self.dry_run:
             inventory = Inventory(self.revision, entries, images, self.settings)
             if inventory != previous:
                 write_inventory(self.api, env, inventory)
         generations = {o.entry.ref.key: o.entry.generation for o in outcomes if o.entry is not None}
         health = (check_health(self.view, refs, missing_ok=True) if self.dry_run
-                  else wait_healthy(self.view, refs, timeout=env.health_timeout, generations=generations))
+                  else blocked or wait_healthy(self.view, refs, timeout=env.health_timeout, generations=generations))
         return SyncResult(
             revision=self.revision,
             applied=tuple(o.desired.ref for o in outcomes if o.action in ("created", "configured")),
@@ -183,6 +212,37 @@ class _Sync:
             duration=round(time.monotonic() - self.began, 3), warnings=pruned.left_alone, dry_run=self.dry_run,
             applied_seconds=round(applied_at - self.began, 3), objects=len(outcomes),
         )
+
+    def _labelled(self, discriminator: str, kinds: set[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The live objects of these kinds that carry the kluctl target's discriminator."""
+        selector = by_discriminator.selector(discriminator)
+        return [o for api_version, kind in sorted(kinds)
+                for o in self.api.list(api_version, kind, label_selector=selector)
+                if not (o.get("metadata") or {}).get("deletionTimestamp")]  # already going
+
+    # -- delete: true -------------------------------------------------------------------------
+    def delete_all(self, checkout: Path | Callable[[], Path]) -> SyncResult:
+        """Everything the environment deployed removed (inventory first, Namespaces and CRDs last;
+        in kluctl mode also every object with the target's discriminator), then the inventory."""
+        env, previous = self.env, self.previous
+        recorded = stale(previous, [])
+        gone = prune(self.api, env, recorded, dry_run=self.dry_run)
+        extra: list[ObjRef] = []
+        if env.render.mode == "kluctl":
+            plan = render_plan(env, checkout() if callable(checkout) else checkout)
+            kinds = {(r.api_version, r.kind) for r in recorded} | {
+                (str(o.get("apiVersion", "")), str(o.get("kind", ""))) for o in plan.objects}
+            live = self._labelled(plan.discriminator, kinds) if plan.discriminator else []
+            extra = [r for r in by_discriminator.deletable(live, discriminator=plan.discriminator)
+                     if r not in gone.pruned]
+            for ref in extra:
+                self.api.delete(ref, dry_run=self.dry_run)
+        if previous is not None and not self.dry_run:
+            self.api.delete(inventory_ref(env))
+        pruned = (*gone.pruned, *extra)
+        return SyncResult(self.revision, (), pruned, 0, (), Health("Deleted", f"{len(pruned)} objects deleted"),
+                          (), round(time.monotonic() - self.began, 3), warnings=gone.left_alone,
+                          dry_run=self.dry_run, rendered=env.render.mode == "kluctl")
 
     def _prune(self, refs: list[ObjRef], entries: tuple[Entry, ...], images: tuple[str, ...]) -> Any:
         pruning = stale(self.previous, refs) if self.env.prune else []

@@ -4,6 +4,9 @@ not do, and a sample app syncs into ``apps`` with a client that impersonates it.
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import subprocess
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from kubernetes import client, config
 
 from devstack.kube import KubeCluster
 from handlers.settings import ClusterConfig, EnvironmentConfig, GitLocation
+from handlers.sync.inventory import OBJECTS_KEY
 from handlers.sync.reconcile import sync_environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,4 +105,5 @@ def test_a_sample_app_syncs_into_apps_as_the_sync_account(applied: KubeCluster, 
     assert again.unchanged == 3 and not again.applied
     admin = client.CoreV1Api(config.new_client_from_config(str(applied.kubeconfig)))
     inventory = admin.read_namespaced_config_map("shipline-inventory-rbac-sample", "apps")
-    assert "web-settings" in inventory.data["objects"]
+    rows = json.loads(gzip.decompress(base64.b64decode(inventory.binary_data[OBJECTS_KEY])))
+    assert "web-settings" in {name for _, _, _, name, *_ in rows}
