@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from devstack.kubebins import find_binaries
 from devstack.kubenodes import ensure_nodes, wait_default_service_account, wait_nodes_ready
 from devstack.kubepki import CONTEXT, Pki, ensure_pki, write_kubeconfig
@@ -42,6 +44,10 @@ rules:
 """
 """Every PATCH with its body (server-side applies carry ``fieldManager`` and the object), minus the
 fake nodes' and pods' own status traffic."""
+
+
+NEVER_READY = "never-ready"
+"""A pod with an image whose reference contains this never becomes ready on the kwok nodes."""
 
 
 @dataclass
@@ -237,7 +243,7 @@ class KubeCluster:
         return self._component_argv("kube-scheduler", self.scheduler_port)
 
     def _kwok_argv(self) -> list[str]:
-        stages = sorted((self.bin_dir / "kwok-stages").glob("*.yaml"))
+        stages = [self._with_never_ready(s) for s in sorted((self.bin_dir / "kwok-stages").glob("*.yaml"))]
         if not stages:
             raise StackError(f"no kwok stage files in {self.bin_dir / 'kwok-stages'}: rerun scripts/build-k8s.sh")
         return [
@@ -246,6 +252,20 @@ class KubeCluster:
             "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16", "--node-ip=127.0.0.1",
         ]
+
+    def _with_never_ready(self, stage: Path) -> Path:
+        """kwok's pod-ready stage, except for pods with an image tagged ``*never-ready*``: those stay
+        Pending, so a test can release an image that never becomes ready (rollback, Degraded)."""
+        if stage.name != "pod-ready.yaml":
+            return stage
+        doc = yaml.safe_load(stage.read_text())
+        doc["spec"]["selector"]["matchExpressions"].append(
+            {"key": f'.spec.containers[] | select(.image | contains("{NEVER_READY}")) | .image',
+             "operator": "DoesNotExist"})
+        patched = self.state_dir / "kwok-stages" / stage.name
+        patched.parent.mkdir(parents=True, exist_ok=True)
+        patched.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return patched
 
     # -- probes and state --------------------------------------------------------------------------
 
