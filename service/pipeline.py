@@ -62,6 +62,8 @@ lock that is already free, or frees within seconds: never the hour it took befor
 LOCK_WAIT_SECONDS = 1800
 LOG_TAIL_BYTES = 64 * 1024
 DRIFT_TRIGGER_SECONDS = 2
+PUSHED_HEAD_TTL_SECONDS = 300
+"""How long the commit a bump pushed stays known to the syncs after it (``syncrun.remote_head``)."""
 """Several worker processes see the same drift: one of them asks for the sync."""
 STAGE_OF_ACTOR = {"process_event": "route", "build_repo": "build", "bump_env": "bump", "sync_env": "sync"}
 
@@ -282,7 +284,8 @@ class Pipeline:
         detail = f"{env.name}: commit {result.commit[:10]} " if result.commit else f"{env.name}: no change "
         detail += "; ".join(changes or list(result.skipped))
         correlations = sorted({r.correlation_id or r.id for r in records})
-        if result.commit:
+        if result.commit:  # the sync that follows must not take a branch head read before this push
+            self.r.set(_pushed_key(env), result.commit, ex=PUSHED_HEAD_TTL_SECONDS)
             self.releases.remember_commit(result.commit, correlations, env.name)
             rollback.remember_bump(self.r, env, result.commit, records, self.config.redis.dedupe_ttl_seconds)
         for record in records:
@@ -360,7 +363,8 @@ class Pipeline:
         guard = FlapGuard(self.r)
         paused = guard.paused(env, statuses.get(env.name).get("revision") or "")
         try:
-            result = sync_now(env, self.state_dir, correct_drift=False if paused else None)
+            result = sync_now(env, self.state_dir, correct_drift=False if paused else None,
+                              pushed=self.r.get(_pushed_key(env)))
         except Exception as exc:
             _observe("sync", started, "error")
             statuses.put(env.name, {**statuses.get(env.name), "health": "SyncFailed",
@@ -485,6 +489,10 @@ def _update(env: EnvironmentConfig, event: Event) -> ImageUpdate:
         raise PermanentError(f"{event.kind} in the bump queue of {env.name}")
     policy = next((i.policy_name for i in env.images if same_image(i.image, event.image)), None)
     return ImageUpdate(image=event.image, tag=event.tag, digest=event.digest, policy_name=policy)
+
+
+def _pushed_key(env: EnvironmentConfig) -> str:
+    return f"shipline:pushed:{env.git.url}:{env.git.branch}"
 
 
 def _observe(stage: str, started: float, outcome: str) -> None:

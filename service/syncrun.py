@@ -23,12 +23,15 @@ _heads: dict[tuple[str, str], tuple[float, str]] = {}
 _heads_lock = threading.Lock()
 
 
-def remote_head(url: str, branch: str) -> str:
-    """The commit ``branch`` points at in ``url`` (one ``git ls-remote``, shared for a moment)."""
+def remote_head(url: str, branch: str, *, pushed: str | None = None) -> str:
+    """The commit ``branch`` points at in ``url`` (one ``git ls-remote``, shared for a moment).
+
+    ``pushed``: a commit Shipline itself just pushed there; a shared answer that is not it is
+    older than the push, so the remote is asked again."""
     key = (url, branch)
     with _heads_lock:
         hit = _heads.get(key)
-        if hit is not None and time.monotonic() - hit[0] < HEAD_TTL_SECONDS:
+        if hit is not None and time.monotonic() - hit[0] < HEAD_TTL_SECONDS and pushed in (None, hit[1]):
             return hit[1]
     try:
         done = subprocess.run(["git", "ls-remote", "--", url, f"refs/heads/{branch}"], capture_output=True, text=True,
@@ -53,9 +56,11 @@ def checkout(env: EnvironmentConfig, state_dir: Path) -> tuple[Path, str]:
     return repo.workdir, repo.repo.head.commit.hexsha
 
 
-def sync_now(env: EnvironmentConfig, state_dir: Path, *, correct_drift: bool | None = None) -> SyncResult:
-    """Sync ``env`` to its branch head (checked out only if the sync needs the files)."""
-    revision = remote_head(env.git.url, env.git.branch)
+def sync_now(env: EnvironmentConfig, state_dir: Path, *, correct_drift: bool | None = None,
+             pushed: str | None = None) -> SyncResult:
+    """Sync ``env`` to its branch head (checked out only if the sync needs the files); ``pushed``:
+    the last commit Shipline pushed to that branch, if it knows one."""
+    revision = remote_head(env.git.url, env.git.branch, pushed=pushed)
     holder: dict[str, str] = {}
 
     def files() -> Path:
