@@ -32,3 +32,11 @@ def world(stack: Stack, kube_cluster: KubeCluster, tmp_path_factory: pytest.Temp
         yield w
     finally:
         w.stop()
+
+
+@pytest.fixture(autouse=True)
+def healthy_network(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every scenario starts and ends with the proxies clean (no toxic left by a failed one)."""
+    yield
+    if "world" in request.fixturenames:
+        request.getfixturevalue("world").proxies.clear()

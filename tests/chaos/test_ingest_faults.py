@@ -1,125 +1,87 @@
 """The receiver's promise under faults: a 2xx answer means durable. Redis killed (``kill -9``,
-AOF fsync always) under a stream of deliveries: the receiver answers 503 while it is down and
-every delivery answered 2xx is processed afterwards. The receiver killed under load: senders
-retry, as real ones do, and no 2xx delivery is lost."""
+AOF fsync always) under a stream of deliveries: the receiver answers 503 while it is down, and
+every accepted delivery is processed afterwards by the *same* worker processes (a message whose
+fetch reply died with Redis is requeued by the worker on reconnect, ``RecoveringRedisBroker``).
+The receiver killed under load: senders retry, as real ones do, and nothing accepted is lost,
+including what the receiver recorded for a delivery whose answer never arrived."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
-import httpx
+from service.broker import RECONNECT_REQUEUE_BOUND_SECONDS, REDELIVERY_BOUND_SECONDS
+from tests.chaos.scenario import Run, scenario
+from tests.chaos.senders import send_all
+from tests.chaos.world import World
 
-from devstack.process import StackError
-from service.broker import NAMESPACE, QUEUE_EVENTS, REDELIVERY_BOUND_SECONDS
-from tests.chaos.results import record
-from tests.chaos.world import World, post, wait_for
+STREAM_SOURCES = {"sent": "distinct signed Gitea pushes to the manifests repo, posted by 4-8 sender threads "
+                          "retrying connection errors and 5xx"}
 
 
-def stream(world: World, count: int, senders: int, fault: Callable[[], None], after: int) -> dict[str, object]:
-    """Send ``count`` distinct sync-only deliveries from ``senders`` threads, running ``fault``
-    once ``after`` of them were answered; every delivery is retried until it gets a 2xx."""
-    deliveries = [world.gitea_push(world.deploy_name, uuid.uuid4().hex + uuid.uuid4().hex[:8])
-                  for _ in range(count)]
-    answers: list[tuple[int, int, dict]] = []
-    statuses: list[int] = []
-    lock = threading.Lock()
-    fired = threading.Event()
+def stream(world: World, run: Run, count: int, senders: int, fault: Callable[[], None], after: int) -> list[tuple]:
+    """Send ``count`` distinct sync-only deliveries, running ``fault`` (in this thread) once ``after``
+    of them were answered; every delivery is retried until it gets a non-5xx answer."""
+    reached = threading.Event()
+    answers: list[tuple] = []
 
-    def send(mine: list[tuple[bytes, dict[str, str]]]) -> None:
-        with httpx.Client(timeout=10) as client:
-            for body, headers in mine:
-                result = post(f"{world.url}/hooks/gitea", body, headers, attempts=600, client=client,
-                              seen=statuses)
-                with lock:
-                    answers.append(result)
-                    if len(answers) >= after and not fired.is_set():
-                        fired.set()
+    def send() -> None:
+        answers.extend(send_all(world.url, world.sync_only_pushes(count), run.ledger, senders=senders,
+                                on_answer=lambda n: reached.set() if n >= after else None))
 
-    threads = [threading.Thread(target=send, args=(deliveries[i::senders],)) for i in range(senders)]
-    for t in threads:
-        t.start()
-    fired.wait(timeout=60)
+    sender = threading.Thread(target=send)
+    sender.start()
+    reached.wait(timeout=120)
     fault()
-    for t in threads:
-        t.join(timeout=120)
-    return {"answers": answers, "sent": sum(a[0] for a in answers), "statuses": statuses}
+    sender.join(timeout=600)
+    return answers
 
 
-def processed(world: World, event_ids: set[str], timeout: float = 120) -> tuple[int, int, int]:
-    """(processed, lost, duplicated) of these accepted events: exactly one sync step each."""
-    wait_for(lambda: all(world.steps(e, "sync") for e in event_ids), timeout=timeout,
-             what="every accepted delivery synced", log=world.daemon("worker").log_file)
-    time.sleep(2)
-    syncs = {e: world.syncs(e) for e in event_ids}  # (environments, extra syncs)
-    return (sum(1 for n, _ in syncs.values() if n >= 1), sum(1 for n, _ in syncs.values() if n == 0),
-            sum(x for _, x in syncs.values()))
+def stranded_requeues(world: World, since: float) -> list[dict]:
+    """The worker's 'requeued N stranded message(s)' log lines after ``since`` (wall clock)."""
+    return [line for line in world.log_lines("worker")
+            if "stranded" in str(line.get("msg", "")) and float(line.get("at", 0)) >= since]
 
 
-def orphaned(world: World, event_ids: set[str]) -> set[str]:
-    """Accepted events still unprocessed after 60 s whose message sits in a *live* worker's ack set.
+def test_redis_killed_under_a_stream_loses_nothing_and_the_worker_recovers_alone(world: World) -> None:
+    workers = world.worker_pids()
+    back: list[float] = []
 
-    dramatiq (2.2) limitation: when Redis dies while a consumer's ``fetch`` is in flight (or with
-    messages prefetched), the consumer restarts with an empty cache but the message ids stay in the
-    ack set of its still-alive worker: no sweep requeues them until that worker process restarts
-    (then heartbeat + sweep, as after a ``kill -9``).
-    """
-    with contextlib.suppress(StackError):
-        wait_for(lambda: all(world.steps(e, "sync") for e in event_ids), timeout=60, what="all synced")
-    stuck = {e for e in event_ids if not world.steps(e, "sync")}
-    if not stuck:
-        return set()
-    held = {m for members in world.unacked(QUEUE_EVENTS).values() for m in members}
-    messages = {json.loads(world.r.hget(f"{NAMESPACE}:{QUEUE_EVENTS}.msgs", m) or "{}").get("args", [""])[0]
-                for m in held}
-    assert stuck <= messages, (stuck, messages)  # anything else would be a real loss
-    return stuck
-
-
-def accepted_ids(answers: list[tuple[int, int, dict]]) -> set[str]:
-    return {a[2].get("event_id") or a[2]["duplicate"] for a in answers if 200 <= a[1] < 300}
-
-
-def test_redis_killed_under_a_stream_loses_no_accepted_delivery(world: World) -> None:
     def outage() -> None:
         world.redis.daemon.kill()
         time.sleep(3)
         world.redis.start()
+        back.append(time.time())
+        run.fault_over()
 
-    result = stream(world, 150, 4, outage, after=50)
-    answers = result["answers"]
-    ids = accepted_ids(answers)
-    orphans = orphaned(world, ids)
-    if orphans:  # dramatiq limitation, see orphaned(): recovered by restarting the worker
-        world.daemon("worker").kill()
-        world.start_worker()
-    done, lost, dup = processed(world, ids, timeout=120 + REDELIVERY_BOUND_SECONDS)
-    unavailable = result["statuses"].count(503)
-    note = f"{unavailable} answers 503 while Redis was down"
-    if orphans:
-        note += f"; {len(orphans)} stranded in the live worker's ack set, recovered by a worker restart"
-    record("redis kill -9 + restart under a stream", sent=result["sent"], accepted=len(ids), processed=done,
-           lost=lost + (150 - len(ids)), duplicated=dup + (len(ids) - 150 if len(ids) > 150 else 0), note=note)
-    assert len(answers) == 150 and all(200 <= a[1] < 300 for a in answers)
-    assert unavailable > 0, sorted(set(result["statuses"]))
-    assert (len(ids), lost, dup) == (150, 0, 0)
+    with scenario(world, "redis kill -9 + restart under a stream") as run:
+        answers = stream(world, run, 150, 4, outage, after=50)
+        requeued = stranded_requeues(world, back[0])
+        took = max((float(line["at"]) - back[0] for line in requeued), default=0.0)
+        unavailable = run.ledger.statuses.count(503) + run.ledger.statuses.count(0)
+        stranded = sum(int(line.get("requeued", 0)) for line in requeued)
+        strand = (f"{stranded} stranded message(s) requeued on reconnect, {took:.1f}s after Redis was back"
+                  if stranded else "no message stranded")
+        row = run.conclude(timeout=120 + REDELIVERY_BOUND_SECONDS, sources=STREAM_SOURCES,
+                           note=f"{unavailable} answers 503/refused while Redis was down; worker not "
+                                f"restarted; {strand}")
+    assert len(answers) == 150 and all(200 <= a[0] < 300 for a in answers)
+    assert unavailable > 0, sorted(set(run.ledger.statuses))
+    assert (row.accepted, row.lost, row.duplicated) == (150, 0, 0), row
+    assert world.worker_pids() == workers, "the worker was restarted"
+    assert took <= RECONNECT_REQUEUE_BOUND_SECONDS, requeued
 
 
 def test_receiver_killed_under_load_loses_no_accepted_delivery(world: World) -> None:
     def crash() -> None:
         world.daemon("serve").kill()
         world.start_serve()
+        run.fault_over()
 
-    result = stream(world, 300, 8, crash, after=100)
-    answers = result["answers"]
-    ids = accepted_ids(answers)
-    done, lost, dup = processed(world, ids)
-    record("receiver kill -9 + restart under load", sent=result["sent"], accepted=len(ids), processed=done,
-           lost=lost + (300 - len(ids)), duplicated=dup + max(0, len(ids) - 300),
-           note=f"{result['sent'] - 300} resent after connection errors")
-    assert len(answers) == 300 and all(200 <= a[1] < 300 for a in answers)
-    assert (len(ids), lost, dup) == (300, 0, 0)
+    with scenario(world, "receiver kill -9 + restart under load") as run:
+        answers = stream(world, run, 300, 8, crash, after=100)
+        row = run.conclude(timeout=180, sources=STREAM_SOURCES,
+                           note=f"{run.ledger.requests - run.ledger.deliveries} requests resent after errors")
+    assert len(answers) == 300 and all(200 <= a[0] < 300 for a in answers)
+    assert (row.accepted, row.lost, row.duplicated) == (300, 0, 0), row

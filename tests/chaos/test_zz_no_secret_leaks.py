@@ -14,18 +14,20 @@ from pathlib import Path
 
 import httpx
 
-from tests.chaos.world import World, post, wait_for
+from tests.chaos import evidence
+from tests.chaos.senders import Delivery, post
+from tests.chaos.world import World, wait_for
 
 
-def secret_in_body_delivery(world: World) -> tuple[bytes, dict[str, str]]:
+def secret_in_body_delivery(world: World) -> Delivery:
     """Gitea's legacy payloads carry the webhook secret in the body: it must be scrubbed."""
-    body, headers = world.gitea_push(world.deploy_name, uuid.uuid4().hex + uuid.uuid4().hex[:8])
+    path, body, headers = world.gitea_push(world.deploy_name, uuid.uuid4().hex + uuid.uuid4().hex[:8])
     payload = json.loads(body)
     payload["secret"] = world.secret("webhook-secret")
     body = json.dumps(payload).encode()
     headers["X-Gitea-Signature"] = hmac.new(world.secret("webhook-secret").encode(), body,
                                             hashlib.sha256).hexdigest()
-    return body, headers
+    return path, body, headers
 
 
 def read_stream(world: World, seconds: float, out: list[str]) -> None:
@@ -53,9 +55,10 @@ def test_no_secret_in_logs_events_api_dashboard_or_stream(world: World) -> None:
     reader = threading.Thread(target=read_stream, args=(world, 8.0, feed))
     reader.start()
     time.sleep(1)
-    _, status, answer = post(f"{world.url}/hooks/gitea", *secret_in_body_delivery(world))
+    status, answer = post(world.url, secret_in_body_delivery(world))
     assert status == 202, answer
-    wait_for(lambda: world.steps(answer["event_id"], "sync"), timeout=60, what="the delivery synced")
+    wait_for(lambda: evidence.statuses(world.r, {answer["event_id"]})[answer["event_id"]] == "done", timeout=60,
+             what="the delivery synced")
     reader.join()
     texts: dict[str, str] = {"sse stream": "".join(feed)}
     assert "sync" in texts["sse stream"], texts["sse stream"][:500]
