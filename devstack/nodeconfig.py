@@ -24,18 +24,21 @@ CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 
 @dataclass(frozen=True)
 class NodeLayout:
-    """Where everything of one real node lives, and the names it takes on the host."""
+    """Where everything of one real node lives, and the names and addresses it takes.
+
+    The node has its own network namespace ``shl<id>``: containerd, the pods' bridge, kube-proxy's
+    iptables rules and CoreDNS live there, apart from the host and from any other stack's node.
+    A veth pair links it to the host (``host_ip`` ↔ ``node_ip``); the kubelet stays on the host and
+    serves on ``host_ip`` (the node's address: never a loopback one, the kubelet refuses that)."""
 
     state_dir: Path
     """``<cluster state>/node``: configs, containerd's root and state, kubelet's root, pod logs."""
     socket_dir: Path
     """Short path for unix sockets (108-byte limit): ``/run/shipline-node/<id>``."""
     node_name: str
-    bridge: str
-    """Host bridge, ``shl<id>``: the pods' gateway and the node's address (never a loopback one:
-    the kubelet refuses ``127.0.0.1`` as node IP)."""
-    subnet: str
-    """The pods' /24, e.g. ``10.233.17.0/24``; the bridge holds its ``.1``."""
+    node_id: str
+    index: int
+    """``n`` of the node's networks: pods ``10.233.n.0/24``, the host link ``10.234.n.0/30``."""
     cgroup_root: str
     """``/shipline-<id>``: this node's pods live below it, apart from any other node on the host."""
     registry_host: str
@@ -47,8 +50,29 @@ class NodeLayout:
     """True without CAP_SYS_RESOURCE: runc cannot lower ``oom_score_adj`` below containerd's own."""
 
     @property
+    def netns(self) -> str:
+        return f"shl{self.node_id}"
+
+    @property
+    def bridge(self) -> str:
+        return f"shl{self.node_id}b"
+
+    @property
+    def subnet(self) -> str:
+        return f"10.233.{self.index}.0/24"
+
+    @property
     def gateway(self) -> str:
-        return self.subnet.rsplit(".", 1)[0] + ".1"
+        """The bridge's address: the pods' gateway, their DNS server, the relay to the host's servers."""
+        return f"10.233.{self.index}.1"
+
+    @property
+    def host_ip(self) -> str:
+        return f"10.234.{self.index}.1"
+
+    @property
+    def node_ip(self) -> str:
+        return f"10.234.{self.index}.2"
 
     @property
     def containerd_socket(self) -> Path:
@@ -74,7 +98,6 @@ class NodeLayout:
     def kubelet_root(self) -> Path:
         return self.state_dir / "kubelet"
 
-
 def containerd_toml(layout: NodeLayout) -> str:
     """containerd 1.6 (config version 2): own root, state and socket; CRI with runc (cgroupfs),
     CNI from ``layout.cni_conf_dir``, registries from ``certs.d`` (``hosts.toml``)."""
@@ -91,7 +114,7 @@ def containerd_toml(layout: NodeLayout) -> str:
         f"[{cri}]",
         f"  sandbox_image = {_q(layout.pause_image)}",
         f"  restrict_oom_score_adj = {_b(layout.restrict_oom_score_adj)}",
-        "  stream_server_address = \"127.0.0.1\"",
+        f"  stream_server_address = {_q(layout.node_ip)}",  # the kubelet, on the host, streams from it
         "  netns_mounts_under_state_dir = true",  # so a stop can unmount what a crash left
         f"[{cri}.containerd]",
         f"  snapshotter = {_q(layout.snapshotter)}",
@@ -130,10 +153,11 @@ def cni_conflist(layout: NodeLayout) -> str:
     }, indent=2) + "\n"
 
 
-def kubelet_yaml(layout: NodeLayout, *, ca_crt: Path, cluster_dns: str | None = None) -> str:
+def kubelet_yaml(layout: NodeLayout, *, ca_crt: Path) -> str:
     """The kubelet's own settings: cgroup v1 accepted, cgroupfs, webhook authn/z (the apiserver
-    calls in with its client cert; the kubelet serves a self-signed cert on the bridge address
-    only), eviction thresholds low enough for a shared development disk."""
+    calls in with its client cert; the kubelet serves a self-signed cert on the host end of the
+    node's link only), pods' DNS on the bridge (CoreDNS), eviction thresholds low enough for a
+    shared development disk."""
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -141,7 +165,7 @@ def kubelet_yaml(layout: NodeLayout, *, ca_crt: Path, cluster_dns: str | None = 
         "cgroupDriver": "cgroupfs",
         "cgroupRoot": layout.cgroup_root,
         "containerRuntimeEndpoint": f"unix://{layout.containerd_socket}",
-        "address": layout.gateway,
+        "address": layout.host_ip,
         "port": layout.kubelet_port,
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",
@@ -151,7 +175,7 @@ def kubelet_yaml(layout: NodeLayout, *, ca_crt: Path, cluster_dns: str | None = 
         "authorization": {"mode": "Webhook"},
         "failSwapOn": False,
         "podLogsDir": str(layout.state_dir / "pod-logs"),
-        "resolvConf": "",
+        "resolvConf": "",  # the host's resolvers mean nothing in the node's namespace
         "registerWithTaints": [{"key": NODE_LABEL, "value": "true", "effect": "NoSchedule"}],
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%",
                          "nodefs.inodesFree": "1%"},
@@ -160,7 +184,7 @@ def kubelet_yaml(layout: NodeLayout, *, ca_crt: Path, cluster_dns: str | None = 
         "serializeImagePulls": False,
         "maxPods": 50,
         "clusterDomain": "cluster.local",
-        **({"clusterDNS": [cluster_dns]} if cluster_dns else {}),
+        "clusterDNS": [layout.gateway],
     }
     return yaml.safe_dump(config, sort_keys=False)
 
@@ -171,3 +195,41 @@ def _q(value: object) -> str:
 
 def _b(value: bool) -> str:
     return "true" if value else "false"
+
+
+def kube_proxy_yaml(layout: NodeLayout, kubeconfig: Path) -> str:
+    """iptables mode, in the node's namespace: Services for its pods, NodePorts on the node end of
+    the link only (reachable from the host), no touching of host-wide conntrack sysctls."""
+    config = {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": "iptables",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "hostnameOverride": layout.node_name,
+        "clusterCIDR": layout.subnet,
+        "bindAddress": layout.node_ip,
+        "healthzBindAddress": "127.0.0.1:10256",  # the node namespace's own loopback: no other stack's
+        "metricsBindAddress": "127.0.0.1:10249",
+        "nodePortAddresses": [f"{layout.node_ip}/32"],
+        "iptables": {"localhostNodePorts": False, "masqueradeAll": False},
+        "conntrack": {"maxPerCore": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def corefile(layout: NodeLayout, kubeconfig: Path) -> str:
+    """Cluster DNS for the node's pods, on the bridge address; names outside the cluster do not
+    resolve (the dev stack has no upstream)."""
+    return "\n".join([
+        ".:53 {",
+        f"    bind {layout.gateway}",
+        "    errors",
+        "    kubernetes cluster.local in-addr.arpa ip6.arpa {",
+        f"        kubeconfig {kubeconfig}",
+        "        pods insecure",
+        "    }",
+        "    cache 30",
+        "    loadbalance",
+        "}",
+        "",
+    ])

@@ -25,10 +25,11 @@ CGROUP_FS = Path("/sys/fs/cgroup")
 CGROUP_V1_NEEDED = ("cpu", "cpuacct", "cpuset", "memory", "pids")
 CGROUP_V1_OPTIONAL = ("systemd", "blkio", "devices", "freezer", "hugetlb")
 BINARIES = {"containerd": "containerd", "ctr": "containerd", "runc": "runc", "ip": "iproute2",
-            "unshare": "util-linux", "catatonit": "catatonit"}
-INSTALL_HINT = "apt-get install containerd runc containernetworking-plugins catatonit iproute2"
+            "unshare": "util-linux", "nsenter": "util-linux", "iptables": "iptables", "catatonit": "catatonit"}
+INSTALL_HINT = "apt-get install containerd runc containernetworking-plugins catatonit iproute2 iptables"
 CAP_SYS_RESOURCE = 24
 SUBNET_POOL = ipaddress.ip_network("10.233.0.0/16")
+NETNS_DIR = Path("/run/netns")
 
 
 class Refused(Exception):
@@ -100,33 +101,66 @@ def remove_cgroup_root(cgroup_root: str) -> None:
                 top.rmdir()
 
 
-def pick_subnet(seed: int) -> str:
-    """A /24 of 10.233.0.0/16 that no host address or route overlaps, starting from ``seed``."""
+def pick_index(seed: int) -> int:
+    """``n`` for the node's networks, starting from ``seed``: pods in ``10.233.n.0/24``, the link
+    between host and node namespace in ``10.234.n.0/30``, neither overlapping a host address or route."""
     used = _used_networks()
-    subnets = list(SUBNET_POOL.subnets(new_prefix=24))[1:]
-    for i in range(len(subnets)):
-        candidate = subnets[(seed + i) % len(subnets)]
-        if not any(candidate.overlaps(n) for n in used):
-            return str(candidate)
+    for i in range(254):
+        n = 1 + (seed + i) % 254
+        wanted = (ipaddress.ip_network(f"10.233.{n}.0/24"), ipaddress.ip_network(f"10.234.{n}.0/30"))
+        if not any(w.overlaps(u) for w in wanted for u in used):
+            return n
     raise Refused(f"no free /24 left in {SUBNET_POOL} for the node's pods")
 
 
-def ensure_bridge(name: str, gateway: str, prefix: int = 24) -> None:
-    """The pods' bridge with the gateway address, created before the first pod: it is the node's
-    address from the start (the CNI bridge plugin reuses it)."""
-    if not Path(f"/sys/class/net/{name}").exists():
-        _run(["ip", "link", "add", "name", name, "type", "bridge"], f"creating bridge {name} (ip link add)")
-    addresses = subprocess.run(["ip", "-j", "addr", "show", "dev", name], capture_output=True, text=True).stdout
-    if gateway not in addresses:
-        _run(["ip", "addr", "add", f"{gateway}/{prefix}", "dev", name], f"adding {gateway} to {name}")
-    _run(["ip", "link", "set", name, "up"], f"bringing {name} up")
+def ensure_netns(netns: str, *, host_ip: str, node_ip: str, pod_subnet: str, bridge: str, gateway: str) -> None:
+    """The node's network namespace: a veth link to the host (``host_ip`` ↔ ``node_ip``, /30), the
+    pods' bridge holding ``gateway``, forwarding on, bridged traffic through iptables (kube-proxy
+    needs it for pod → Service → pod on the same bridge). The host routes ``pod_subnet`` over the
+    link (the kubelet probes pods from the host)."""
+    if not (NETNS_DIR / netns).exists():
+        _run(["ip", "netns", "add", netns], f"creating network namespace {netns} (ip netns add)")
+    host_end, node_end = f"{netns}h", f"{netns}n"
+    if not Path(f"/sys/class/net/{host_end}").exists():
+        _run(["ip", "link", "add", host_end, "type", "veth", "peer", "name", node_end, "netns", netns],
+             f"creating the veth pair {host_end}/{node_end}")
+    _ensure_address(None, host_end, f"{host_ip}/30")
+    _run(["ip", "link", "set", host_end, "up"], f"bringing {host_end} up")
+    inside = ["ip", "-n", netns]
+    _ensure_address(netns, node_end, f"{node_ip}/30")
+    for argv in ([*inside, "link", "set", "lo", "up"], [*inside, "link", "set", node_end, "up"]):
+        _run(argv, " ".join(argv))
+    if subprocess.run([*inside, "link", "show", bridge], capture_output=True).returncode != 0:
+        _run([*inside, "link", "add", "name", bridge, "type", "bridge"], f"creating bridge {bridge} (ip link add)")
+    _ensure_address(netns, bridge, f"{gateway}/24")
+    _run([*inside, "link", "set", bridge, "up"], f"bringing {bridge} up")
+    _run([*inside, "route", "replace", "default", "via", host_ip], "the node's default route")
+    _run(["ip", "route", "replace", pod_subnet, "via", node_ip], f"the host's route to {pod_subnet}")
+    for knob in ("net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"):
+        _run(["ip", "netns", "exec", netns, "sysctl", "-qw", knob], f"sysctl {knob} in {netns}")
 
 
-def delete_bridge(name: str) -> None:
-    for veth in _bridge_ports(name):  # left by pods whose sandbox was never torn down
-        subprocess.run(["ip", "link", "delete", veth], capture_output=True)
-    if Path(f"/sys/class/net/{name}").exists():
-        subprocess.run(["ip", "link", "delete", name], capture_output=True)
+def delete_netns(netns: str) -> None:
+    """Everything of the namespace goes with it (the bridge, the pods' links). The veth pair is
+    deleted by hand: the kernel frees a deleted namespace's devices later, and a namespace made
+    again at once must not find the old host end still there. The host's route to the pods goes
+    with its device."""
+    if (NETNS_DIR / netns).exists():
+        subprocess.run(["ip", "netns", "delete", netns], capture_output=True)
+    subprocess.run(["ip", "link", "delete", f"{netns}h"], capture_output=True)
+
+
+def in_netns(netns: str, argv: list[str]) -> list[str]:
+    """``argv`` in the node's network namespace only (its mounts stay the host's: the kubelet's
+    volume mounts must reach containerd's containers)."""
+    return ["nsenter", f"--net={NETNS_DIR / netns}", "--", *argv]
+
+
+def _ensure_address(netns: str | None, device: str, cidr: str) -> None:
+    ip = ["ip", *(["-n", netns] if netns else [])]
+    shown = subprocess.run([*ip, "-j", "addr", "show", "dev", device], capture_output=True, text=True).stdout
+    if cidr.split("/")[0] not in shown:
+        _run([*ip, "addr", "add", cidr, "dev", device], f"adding {cidr} to {device}")
 
 
 def unmount_below(directory: Path) -> int:
@@ -190,6 +224,3 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     return nets
 
 
-def _bridge_ports(bridge: str) -> list[str]:
-    ports = Path(f"/sys/class/net/{bridge}/brif")
-    return [p.name for p in ports.iterdir()] if ports.is_dir() else []

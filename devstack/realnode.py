@@ -1,19 +1,24 @@
-"""A real node beside the kwok ones: containerd + runc + a CNI bridge + a kubelet built from the
-control plane's own pinned modules (``scripts/build-k8s-node.sh``), so pods really run.
+"""A real node beside the kwok ones: containerd + runc + a CNI bridge + kube-proxy + CoreDNS and a
+kubelet built from the control plane's own pinned modules (``scripts/build-k8s-node.sh``), so
+pods really run, reach each other through Services and find them by name.
 
 The node is named ``shipline-node``, labelled and tainted ``shipline.dev/real-node=true``
 (``NoSchedule``): only pods that select and tolerate it land there, and kwok, which manages only
 nodes annotated ``kwok.x-k8s.io/node=fake``, never claims it. Everything it owns is keyed by the
-cluster's state dir: containerd's root/state and kubelet's root under ``<cluster>/node``, sockets
-under ``/run/shipline-node/<id>``, the bridge ``shl<id>`` (its ``.1`` is the node's address: the
-kubelet refuses a loopback one), pods' cgroups below ``/shipline-<id>``. Images come from the
-stack's registry, a plain-HTTP mirror for containerd (``hosts.toml``); the pod sandbox image is
-Debian's static ``catatonit -P``, pushed there as ``base/pause``.
+cluster's state dir (``<id>``): containerd's root/state and kubelet's root under
+``<cluster>/node``, sockets under ``/run/shipline-node/<id>``, pods' cgroups below
+``/shipline-<id>``, and its own network namespace ``shl<id>`` (``devstack.nodeconfig``) holding
+containerd, the pods' bridge, kube-proxy and CoreDNS, so two stacks' nodes never share iptables
+rules. ``devstack.noderelay`` makes the stack's loopback servers (apiserver, registry, git)
+answer at the same ``127.0.0.1:<port>`` inside that namespace and at ``<bridge>:<port>`` for pods.
+Images come from the stack's registry, a plain-HTTP mirror for containerd (``hosts.toml``); the
+pod sandbox image is Debian's static ``catatonit -P``, pushed there as ``base/pause``.
 
 ``start`` checks the host for real (``devstack.nodehost``), boots, waits for the Node to be Ready
-and runs a probe pod whose log must come back through the apiserver. When the host refuses
-something, it raises ``NodeUnavailable`` with the exact reason, stops what it started, and writes
-the reason to ``<cluster>/node/unavailable`` (read by ``dev status`` and the tests that need it).
+and runs a probe pod that must resolve a Service name and whose log must come back through the
+apiserver. When the host refuses something it raises ``NodeUnavailable`` with the exact reason,
+stops what it started, and writes the reason to ``<cluster>/node/unavailable`` (read by
+``dev status`` and by the tests that need the node).
 """
 
 from __future__ import annotations
@@ -21,50 +26,53 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
-
+from devstack import nodeapi
 from devstack.debianbase import has_image, import_image, push
 from devstack.kube import KubeCluster
 from devstack.kubebins import REPO_ROOT
-from devstack.nodeconfig import NODE_LABEL, NodeLayout, cni_conflist, containerd_toml, hosts_toml, kubelet_yaml
+from devstack.nodeapi import selector
+from devstack.nodeconfig import (
+    NodeLayout,
+    cni_conflist,
+    containerd_toml,
+    corefile,
+    hosts_toml,
+    kube_proxy_yaml,
+    kubelet_yaml,
+)
 from devstack.nodehost import (
     Refused,
     check,
-    delete_bridge,
-    ensure_bridge,
+    delete_netns,
+    ensure_netns,
+    in_netns,
     kill_shims,
-    pick_subnet,
+    pick_index,
     remove_cgroup_root,
     unmount_below,
 )
 from devstack.process import Daemon, StackError, free_port
 
+__all__ = ["NODE_NAME", "NodeUnavailable", "RealNode", "selector", "unavailable_reason"]
 NODE_NAME = "shipline-node"
-BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-k8s-node.sh"
+SCRIPTS = REPO_ROOT / "scripts"
 SOCKET_ROOT = Path("/run/shipline-node")
 PAUSE_REPOSITORY = "base/pause"
 CATATONIT = Path("/usr/bin/catatonit")
 READY_TIMEOUT = 60.0
-PROBE_TIMEOUT = 90.0
-"""Scheduling, two image pulls from the local registry, one short container: seconds, unless loaded."""
 DRAIN_TIMEOUT = 30.0
-PROBE_OUTPUT = "shipline-node-probe-ok"
+DAEMONS = ("relay", "containerd", "kubelet", "kube-proxy", "coredns")
 
 
 class NodeUnavailable(StackError):
     """The real node cannot run here; the message is the host's exact refusal."""
-
-
-def selector() -> dict[str, Any]:
-    """What a pod spec needs to land on the real node: merge into ``spec``."""
-    return {"nodeSelector": {NODE_LABEL: "true"},
-            "tolerations": [{"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]}
 
 
 @dataclass
@@ -72,21 +80,25 @@ class RealNode:
     layout: NodeLayout
     kubeconfig: Path
     bin_dir: Path
+    relay_ports: tuple[int, ...]
     adaptations: tuple[str, ...] = ()
 
     @classmethod
-    def start(cls, cluster: KubeCluster, *, registry_host: str, images_state_dir: Path,
-              probe_image: str) -> RealNode:
-        """Start (or reuse) the node of ``cluster``; ``NodeUnavailable`` says why it cannot run."""
+    def start(cls, cluster: KubeCluster, *, registry_host: str, images_state_dir: Path, probe_image: str,
+              relay_ports: Sequence[int] = ()) -> RealNode:
+        """Start (or reuse) the node of ``cluster``; ``NodeUnavailable`` says why it cannot run.
+        ``relay_ports``: the stack's loopback servers the node must reach (the apiserver's and the
+        registry's are always relayed)."""
         node_dir = cluster.state_dir / "node"
         reason_file = node_dir / "unavailable"
         previous = cls.load(node_dir)
-        if previous is not None and previous.running() and previous._ready():
+        if previous is not None and previous.running() and nodeapi.node_ready(previous.kubeconfig, NODE_NAME):
             return previous
         if previous is not None:
             previous.stop()
+        ports = tuple(sorted({cluster.api_port, int(registry_host.rsplit(":", 1)[1]), *relay_ports}))
         try:
-            node = cls._boot(cluster, node_dir, registry_host, images_state_dir, probe_image)
+            node = cls._boot(cluster, node_dir, registry_host, images_state_dir, probe_image, ports)
         except (Refused, NodeUnavailable) as exc:
             node_dir.mkdir(parents=True, exist_ok=True)
             reason_file.write_text(f"{exc}\n")
@@ -96,25 +108,28 @@ class RealNode:
 
     @classmethod
     def _boot(cls, cluster: KubeCluster, node_dir: Path, registry_host: str, images_state_dir: Path,
-              probe_image: str) -> RealNode:
+              probe_image: str, relay_ports: tuple[int, ...]) -> RealNode:
         node_id = hashlib.sha256(str(cluster.state_dir).encode()).hexdigest()[:8]
-        cgroup_root = f"/shipline-{node_id}"
-        host = check(cgroup_root)
+        host = check(f"/shipline-{node_id}")
+        delete_netns(f"shl{node_id}")  # ours (keyed by the cluster's dir), left by a run that died
         layout = NodeLayout(
-            state_dir=node_dir, socket_dir=SOCKET_ROOT / node_id, node_name=NODE_NAME, bridge=f"shl{node_id}",
-            subnet=pick_subnet(int(node_id, 16)), cgroup_root=cgroup_root, registry_host=registry_host,
+            state_dir=node_dir, socket_dir=SOCKET_ROOT / node_id, node_name=NODE_NAME, node_id=node_id,
+            index=pick_index(int(node_id, 16)), cgroup_root=f"/shipline-{node_id}", registry_host=registry_host,
             pause_image=push_pause_image(images_state_dir, registry_host), kubelet_port=free_port(),
             kubelet_healthz_port=free_port(), snapshotter=host.snapshotter,
             restrict_oom_score_adj=host.restrict_oom_score_adj)
-        node = cls(layout=layout, kubeconfig=cluster.kubeconfig, bin_dir=node_binaries(),
+        node = cls(layout=layout, kubeconfig=cluster.kubeconfig, bin_dir=node_binaries(), relay_ports=relay_ports,
                    adaptations=host.adaptations)
         try:
             node._write_configs(cluster)
-            ensure_bridge(layout.bridge, layout.gateway)
+            ensure_netns(layout.netns, host_ip=layout.host_ip, node_ip=layout.node_ip, pod_subnet=layout.subnet,
+                         bridge=layout.bridge, gateway=layout.gateway)
             node._save()
             node._start_daemons()
-            node._wait_ready()
-            node._probe(probe_image)
+            nodeapi.point_kubernetes_service(cluster.kubeconfig, layout.gateway, cluster.api_port)
+            problem = nodeapi.probe(cluster.kubeconfig, probe_image)
+            if problem:
+                raise NodeUnavailable(problem)
         except BaseException:
             node.stop()
             raise
@@ -131,98 +146,64 @@ class RealNode:
         (layout.certs_dir / layout.registry_host / "hosts.toml").write_text(hosts_toml(layout.registry_host))
         (layout.cni_conf_dir / "10-shipline.conflist").write_text(cni_conflist(layout))
         layout.kubelet_config.write_text(kubelet_yaml(layout, ca_crt=cluster.pki.ca_crt))
+        (layout.state_dir / "kube-proxy.yaml").write_text(kube_proxy_yaml(layout, self.kubeconfig))
+        (layout.state_dir / "Corefile").write_text(corefile(layout, self.kubeconfig))
 
     def daemon(self, name: str) -> Daemon:
         return Daemon(name, run_dir=self.layout.state_dir / "run")
 
     def _start_daemons(self) -> None:
+        layout, netns = self.layout, self.layout.netns
+        relay = self.daemon("relay")
+        relay.start([sys.executable, "-m", "devstack.noderelay", "--netns", netns, "--address", "127.0.0.1",
+                     "--address", layout.gateway, *map(str, self.relay_ports)], cwd=REPO_ROOT)
+        self._until(lambda: "relaying" in _read(relay.log_file), 30, "the relay's listeners", relay)
         containerd = self.daemon("containerd")
-        containerd.start(["containerd", "--config", str(self.layout.containerd_config)])
-        self._until(lambda: self.layout.containerd_socket.exists(), 30, "containerd socket", containerd)
+        containerd.start(in_netns(netns, ["containerd", "--config", str(layout.containerd_config)]))
+        self._until(lambda: layout.containerd_socket.exists(), 30, "containerd socket", containerd)
+        self.daemon("kube-proxy").start(in_netns(netns, [
+            str(self.bin_dir / "kube-proxy"), f"--config={layout.state_dir / 'kube-proxy.yaml'}"]))
+        self.daemon("coredns").start(in_netns(netns, [str(coredns_binary()), "-conf",
+                                                      str(layout.state_dir / "Corefile")]))
         self.daemon("kubelet").start([
-            str(self.bin_dir / "kubelet"), f"--config={self.layout.kubelet_config}",
-            f"--kubeconfig={self.kubeconfig}", f"--root-dir={self.layout.kubelet_root}",
-            f"--hostname-override={NODE_NAME}", f"--node-ip={self.layout.gateway}",
-            f"--node-labels={NODE_LABEL}=true", "--v=1",
-        ])
+            str(self.bin_dir / "kubelet"), f"--config={layout.kubelet_config}", f"--kubeconfig={self.kubeconfig}",
+            f"--root-dir={layout.kubelet_root}", f"--hostname-override={NODE_NAME}", f"--node-ip={layout.host_ip}",
+            f"--node-labels={nodeapi.NODE_LABEL}=true", "--v=1"])
+        self._until(lambda: nodeapi.node_ready(self.kubeconfig, NODE_NAME), READY_TIMEOUT, f"node {NODE_NAME} Ready",
+                    self.daemon("kubelet"))
+        for name in ("kube-proxy", "coredns"):
+            if not self.daemon(name).running():
+                raise NodeUnavailable(f"{name} exited\n{_tail(self.daemon(name).log_file)}")
 
     def running(self) -> bool:
-        return self.daemon("containerd").running() and self.daemon("kubelet").running()
+        return all(self.daemon(name).running() for name in DAEMONS)
 
-    def _until(self, check: Any, timeout: float, what: str, daemon: Daemon) -> None:
+    def _until(self, ready: Callable[[], bool], timeout: float, what: str, daemon: Daemon) -> None:
         deadline = time.monotonic() + timeout
-        while not check():
+        while not ready():
             if not daemon.running():
                 raise NodeUnavailable(f"{daemon.name} exited while waiting for {what}\n{_tail(daemon.log_file)}")
             if time.monotonic() > deadline:
                 raise NodeUnavailable(f"{what} not reached within {timeout:.0f}s\n{_tail(daemon.log_file)}")
             time.sleep(0.3)
 
-    # -- readiness and the probe pod ------------------------------------------------------------------
-
-    def core(self) -> client.CoreV1Api:
-        return client.CoreV1Api(config.new_client_from_config(config_file=str(self.kubeconfig)))
-
-    def _ready(self) -> bool:
-        try:
-            node = self.core().read_node(NODE_NAME)
-        except (ApiException, OSError):
-            return False
-        return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
-
-    def _wait_ready(self) -> None:
-        self._until(self._ready, READY_TIMEOUT, f"node {NODE_NAME} Ready", self.daemon("kubelet"))
-
-    def _probe(self, image: str) -> None:
-        """A pod that must run here and whose log must come back: the whole path, for real."""
-        core, name = self.core(), f"shipline-node-probe-{int(time.time())}"
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-               "spec": {**selector(), "restartPolicy": "Never", "automountServiceAccountToken": False,
-                        "containers": [{"name": "probe", "image": image,
-                                        "command": ["sh", "-c", f"echo {PROBE_OUTPUT}"]}]}}
-        core.create_namespaced_pod("default", pod)
-        try:
-            phase = self._wait_pod_done(core, name)
-            log = core.read_namespaced_pod_log(name, "default") if phase == "Succeeded" else ""
-            if PROBE_OUTPUT not in log:
-                raise NodeUnavailable(f"the probe pod did not run ({phase}): {pod_problem(core, name, 'default')}")
-        finally:
-            core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
-
-    def _wait_pod_done(self, core: client.CoreV1Api, name: str) -> str:
-        deadline = time.monotonic() + PROBE_TIMEOUT
-        while time.monotonic() < deadline:
-            phase = core.read_namespaced_pod(name, "default").status.phase
-            if phase in ("Succeeded", "Failed"):
-                return str(phase)
-            time.sleep(0.5)
-        return "not finished"
-
     # -- stop -----------------------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Pods off the node (their sandboxes torn down by the kubelet), then the daemons, then
-        whatever the host still holds: shims, mounts, the bridge, the cgroups."""
-        if self.running():
-            self._drain()
-        self.daemon("kubelet").stop()
+        whatever the host still holds: shims, mounts, the namespace, the cgroups."""
+        if self.daemon("kubelet").running() and nodeapi.drain(self.kubeconfig, NODE_NAME):
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            while self._tasks() and time.monotonic() < deadline:
+                time.sleep(0.5)
+        for name in ("kubelet", "kube-proxy", "coredns"):
+            self.daemon(name).stop()
         kill_shims(self.layout.containerd_socket)
         self.daemon("containerd").stop()
+        self.daemon("relay").stop()
         unmount_below(self.layout.state_dir)
-        delete_bridge(self.layout.bridge)
+        delete_netns(self.layout.netns)
         remove_cgroup_root(self.layout.cgroup_root)
-
-    def _drain(self) -> None:
-        try:
-            core = self.core()
-            pods = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={NODE_NAME}").items
-            for pod in pods:
-                core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
-        except (ApiException, OSError):
-            return  # the control plane is gone already: the host clean-up below still runs
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        while self._tasks() and time.monotonic() < deadline:
-            time.sleep(0.5)
 
     def _tasks(self) -> list[str]:
         done = subprocess.run(["ctr", "--address", str(self.layout.containerd_socket), "-n", "k8s.io", "tasks",
@@ -232,15 +213,17 @@ class RealNode:
     # -- state ----------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return {"name": NODE_NAME, "address": self.layout.gateway, "pod_subnet": self.layout.subnet,
-                "bridge": self.layout.bridge, "cgroup_root": self.layout.cgroup_root,
-                "running": self.running(), "ready": self._ready(), "adaptations": list(self.adaptations),
-                "logs": str(self.layout.state_dir / "run")}
+        layout = self.layout
+        return {"name": NODE_NAME, "address": layout.host_ip, "pod_subnet": layout.subnet,
+                "network_namespace": layout.netns, "cgroup_root": layout.cgroup_root,
+                "relayed_ports": list(self.relay_ports), "running": self.running(),
+                "ready": nodeapi.node_ready(self.kubeconfig, NODE_NAME), "adaptations": list(self.adaptations),
+                "logs": str(layout.state_dir / "run")}
 
     def _save(self) -> None:
         data = {"layout": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.layout).items()},
                 "kubeconfig": str(self.kubeconfig), "bin_dir": str(self.bin_dir),
-                "adaptations": list(self.adaptations)}
+                "relay_ports": list(self.relay_ports), "adaptations": list(self.adaptations)}
         (self.layout.state_dir / "node.json").write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
@@ -250,7 +233,8 @@ class RealNode:
             layout = data["layout"]
             layout.update(state_dir=Path(layout["state_dir"]), socket_dir=Path(layout["socket_dir"]))
             return cls(layout=NodeLayout(**layout), kubeconfig=Path(data["kubeconfig"]),
-                       bin_dir=Path(data["bin_dir"]), adaptations=tuple(data["adaptations"]))
+                       bin_dir=Path(data["bin_dir"]), relay_ports=tuple(data["relay_ports"]),
+                       adaptations=tuple(data["adaptations"]))
         except (OSError, ValueError, TypeError, KeyError):
             return None
 
@@ -265,11 +249,19 @@ def unavailable_reason(cluster_state_dir: Path) -> str | None:
 
 def node_binaries() -> Path:
     """kubelet and kube-proxy from ``scripts/build-k8s-node.sh`` (a no-op once cached)."""
-    done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=3600)
+    return _built("build-k8s-node.sh", "kubelet")
+
+
+def coredns_binary() -> Path:
+    return _built("build-coredns.sh", "coredns") / "coredns"
+
+
+def _built(script: str, binary: str) -> Path:
+    done = subprocess.run(["bash", str(SCRIPTS / script)], capture_output=True, text=True, timeout=3600)
     lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines or not (Path(lines[-1]) / "kubelet").exists():
+    if done.returncode != 0 or not lines or not (Path(lines[-1]) / binary).exists():
         tail = "\n".join(done.stderr.strip().splitlines()[-20:])
-        raise NodeUnavailable(f"building kubelet failed ({done.returncode}): run {BUILD_SCRIPT}\n{tail}")
+        raise NodeUnavailable(f"building {binary} failed ({done.returncode}): run scripts/{script}\n{tail}")
     return Path(lines[-1])
 
 
@@ -284,23 +276,8 @@ def push_pause_image(state_dir: Path, registry_host: str) -> str:
     return ref
 
 
-def pod_problem(core: client.CoreV1Api, name: str, namespace: str) -> str:
-    """The most telling reason a pod is not running: a container's waiting/terminated message,
-    else the latest warning event (e.g. ``FailedCreatePodSandBox: ... runc create failed ...``)."""
-    try:
-        pod = core.read_namespaced_pod(name, namespace)
-        for status in pod.status.container_statuses or []:
-            state = status.state
-            if state.waiting and state.waiting.message:
-                return f"{state.waiting.reason}: {state.waiting.message}"
-            if state.terminated and state.terminated.exit_code:
-                return f"exit {state.terminated.exit_code}: {state.terminated.message or state.terminated.reason}"
-        events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
-    except ApiException as exc:
-        return f"cannot read pod {namespace}/{name}: {exc.status} {exc.reason}"
-    warnings = [e for e in events if e.type == "Warning"]
-    latest = max(warnings, key=lambda e: str(e.last_timestamp or e.event_time or ""), default=None)
-    return f"{latest.reason}: {latest.message}" if latest else f"pod phase {pod.status.phase}, no warning event"
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def _tail(log: Path, lines: int = 15) -> str:
@@ -312,12 +289,12 @@ def _tail(log: Path, lines: int = 15) -> str:
 # -- the dev stack's hooks (devstack.stack) ----------------------------------------------------------
 
 def start_for_stack(cluster: KubeCluster, *, registry_host: str, images_state_dir: Path, probe_image: str,
-                    progress: Any = print) -> RealNode | None:
+                    relay_ports: Sequence[int] = (), progress: Any = print) -> RealNode | None:
     """``shipline dev up``: start the node when the host allows it; else say exactly why and go on."""
-    progress("starting the real node (containerd, kubelet) beside the kwok nodes")
+    progress("starting the real node (containerd, kubelet, kube-proxy, CoreDNS) beside the kwok nodes")
     try:
         node = RealNode.start(cluster, registry_host=registry_host, images_state_dir=images_state_dir,
-                              probe_image=probe_image)
+                              probe_image=probe_image, relay_ports=relay_ports)
     except NodeUnavailable as exc:
         progress(f"the real node is not running, the stack starts without it: {exc}")
         return None

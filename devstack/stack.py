@@ -102,7 +102,8 @@ class Stack:
             progress("starting Kubernetes control plane (first run builds the binaries: minutes)")
             cluster = self._kube_cluster(start=True)
             self._real_node().start_for_stack(cluster, registry_host=self.registry.host, progress=progress,
-                                              images_state_dir=self.state_dir, probe_image=self.base_image)
+                                              images_state_dir=self.state_dir, probe_image=self.base_image,
+                                              relay_ports=[self.ports.gitea, self.ports.git])
         self.write_config()
         return self.status()
 

@@ -22,7 +22,7 @@ from handlers.settings import ClusterConfig, JobBuildSettings
 def real_node(kube_cluster: KubeCluster, stack: Stack) -> Iterator[RealNode]:
     try:
         node = RealNode.start(kube_cluster, registry_host=stack.registry.host, images_state_dir=stack.state_dir,
-                              probe_image=stack.base_image)
+                              probe_image=stack.base_image, relay_ports=[stack.ports.git, stack.ports.gitea])
     except NodeUnavailable as exc:
         pytest.fail(f"the real node cannot run pods on this machine: {exc}", pytrace=False)
     yield node
@@ -32,7 +32,7 @@ def real_node(kube_cluster: KubeCluster, stack: Stack) -> Iterator[RealNode]:
 @dataclass(frozen=True)
 class JobBuilds:
     settings: JobBuildSettings
-    """Builds on the real node, sharing its network (the stack's servers listen on 127.0.0.1)."""
+    """Builds on the real node, in its network namespace (where the stack's 127.0.0.1 servers are relayed)."""
     kubeconfig: Path
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes import client, config
 
@@ -47,7 +48,7 @@ def test_a_pod_that_asks_for_the_real_node_runs_there_for_real(real_node: RealNo
     assert pod.status.phase == "Succeeded"
     assert "computed-42" in log  # only a container that ran can have said it
     assert f"{real_node.layout.cgroup_root}/kubepods" in log  # in this node's own cgroup tree
-    assert real_node.layout.subnet.rsplit(".", 1)[0] + "." in log  # an address of the node's bridge
+    assert real_node.layout.subnet.rsplit(".", 1)[0] + "." in log  # an address of the node's pod network
 
 
 def test_a_pod_that_does_not_ask_lands_on_kwok_and_never_runs(real_node: RealNode, core: client.CoreV1Api) -> None:
@@ -67,7 +68,7 @@ def test_the_node_is_real_tainted_and_not_kwoks(real_node: RealNode, core: clien
     assert "kwok.x-k8s.io/node" not in (node.metadata.annotations or {})
     assert node.status.node_info.container_runtime_version.startswith("containerd://")
     assert node.status.node_info.kubelet_version == "v1.36.3"
-    assert {a.type: a.address for a in node.status.addresses}["InternalIP"] == real_node.layout.gateway
+    assert {a.type: a.address for a in node.status.addresses}["InternalIP"] == real_node.layout.host_ip
 
 
 def test_a_refusing_host_stops_the_node_with_the_exact_reason(kube_cluster: KubeCluster, stack: Stack,
@@ -108,3 +109,35 @@ def test_dev_up_says_why_and_goes_on_without_the_node(kube_cluster: KubeCluster,
 def test_the_kernel_words_a_refusal() -> None:
     with pytest.raises(nodehost.Refused, match=r"mkdir /proc/shipline-refused: .+"):
         nodehost._mkdir(Path("/proc/shipline-refused"))
+
+
+def test_pods_reach_a_service_by_name_and_the_host_reaches_its_node_port(real_node: RealNode,
+                                                                        core: client.CoreV1Api,
+                                                                        stack: Stack) -> None:
+    labels = {"app": "web-svc"}
+    serve = "mkdir -p /www && echo served-by-web > /www/index.html && exec httpd -f -p 8080 -h /www"
+    core.create_namespaced_pod("default", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-svc", "labels": labels},
+        "spec": {**selector(), "containers": [{
+            "name": "web", "image": stack.base_image, "command": ["sh", "-c", serve],
+            "ports": [{"name": "http", "containerPort": 8080}],
+            # the kubelet, on the host, probes the pod across the node's link
+            "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}}]}})
+    service = core.create_namespaced_service("default", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-svc"},
+        "spec": {"type": "NodePort", "selector": labels, "ports": [{"port": 80, "targetPort": "http"}]}})
+    node_port = service.spec.ports[0].node_port
+    deadline = time.monotonic() + 90
+    while not any(c.type == "Ready" and c.status == "True"
+                  for c in core.read_namespaced_pod("web-svc", "default").status.conditions or []):
+        assert time.monotonic() < deadline, "web-svc never Ready (its readiness probe, from the host)"
+        time.sleep(0.5)
+    # cluster DNS, then kube-proxy (busybox-static's nslookup and nc: its wget needs NSS, absent here)
+    fetch = ("ip=$(nslookup web-svc.default.svc.cluster.local | awk '/^Address: /{print $2}' | tail -n1) && "
+             "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 $ip 80 | tail -n1")
+    pod = run_pod(core, "web-client", {**selector(), "restartPolicy": "Never", "containers": [
+        {"name": "c", "image": stack.base_image, "command": ["sh", "-c", fetch]}]})
+    assert (pod.status.phase, core.read_namespaced_pod_log("web-client", "default").strip()) == \
+        ("Succeeded", "served-by-web")
+    answer = httpx.get(f"http://{real_node.layout.node_ip}:{node_port}/", timeout=10)
+    assert answer.text.strip() == "served-by-web"

@@ -24,7 +24,7 @@ from kubernetes import client, config
 
 from devstack.buildjobs import provision
 from devstack.process import Daemon, free_port, wait_until
-from devstack.realnode import NODE_NAME
+from devstack.realnode import NODE_NAME, RealNode
 from devstack.stack import Stack
 from handlers.build.report import BuildReport, ImageResult
 from handlers.build.run import build_push
@@ -192,8 +192,11 @@ class AuthRegistry:
 
 
 @pytest.fixture(scope="module")
-def auth_registry(stack: Stack, job_builds: JobBuilds, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A second Distribution registry that wants a password (htpasswd, bcrypt), and its Secret."""
+def auth_registry(stack: Stack, job_builds: JobBuilds, real_node: RealNode,
+                  tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A second Distribution registry that wants a password (htpasswd, bcrypt), and its Secret. It
+    listens on the host's end of the node's link, which the node's namespace reaches directly (the
+    stack's own servers, on 127.0.0.1, are relayed into it)."""
     root = tmp_path_factory.mktemp("auth-registry")
     user, password = "builder", "s3cret-" + root.name
     with warnings.catch_warnings():  # crypt (libxcrypt) is the stdlib's only bcrypt; htpasswd wants bcrypt
@@ -203,7 +206,7 @@ def auth_registry(stack: Stack, job_builds: JobBuilds, tmp_path_factory: pytest.
         hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))  # noqa: S324
     (root / "htpasswd").write_text(f"{user}:{hashed}\n")
     (root / "password").write_text(password)
-    host = f"127.0.0.1:{free_port()}"
+    host = f"{real_node.layout.host_ip}:{free_port()}"
     (root / "config.yml").write_text(json.dumps({
         "version": 0.1, "storage": {"filesystem": {"rootdirectory": str(root / "data")}},
         "http": {"addr": host}, "auth": {"htpasswd": {"realm": "shipline-test", "path": str(root / "htpasswd")}}}))
