@@ -60,8 +60,8 @@ LOCK_TIMEOUT_SECONDS = 20
 job dramatiq redelivers after ``service.broker.HEARTBEAT_TIMEOUT_MS`` at the earliest) leaves a
 lock that is already free, or frees within seconds: never the hour it took before."""
 LOCK_WAIT_SECONDS = 1800
+DRIFT_QUEUED_SECONDS = 30
 LOG_TAIL_BYTES = 64 * 1024
-DRIFT_TRIGGER_SECONDS = 2
 PUSHED_HEAD_TTL_SECONDS = 300
 """How long the commit a bump pushed stays known to the syncs after it (``syncrun.remote_head``)."""
 """Several worker processes see the same drift: one of them asks for the sync."""
@@ -315,11 +315,17 @@ class Pipeline:
         self.enqueue(QUEUE_SYNC, "sync_env", env_name, str(number))
 
     def drift_seen(self, env_name: str, what: str) -> bool:
-        """The drift watcher saw ``env_name`` drift: one sync request (across worker processes)."""
+        """The drift watcher saw ``env_name`` drift (no sync of it running): a sync request, unless
+        one asked for drift is queued and not done yet (it reads the live state after this drift
+        anyway; one that failed is asked again after ``DRIFT_QUEUED_SECONDS``). Watchers in several
+        worker processes may both ask; the sync counters coalesce them."""
         statuses = EnvironmentStatusStore(self.r)
         statuses.note_drift(env_name, what)
-        if not self.r.set(f"shipline:drift:trigger:{env_name}", "1", nx=True, ex=DRIFT_TRIGGER_SECONDS):
+        requested, done = self.r.mget(f"shipline:sync:req:{env_name}", f"shipline:sync:done:{env_name}")
+        queued = f"shipline:drift:queued:{env_name}"
+        if int(requested or 0) > int(done or 0) and self.r.exists(queued):
             return False
+        self.r.set(queued, "1", ex=DRIFT_QUEUED_SECONDS)
         self.request_sync(env_name)
         return True
 

@@ -124,6 +124,30 @@ def test_a_burst_of_sync_requests_coalesces_into_one_sync(stack, redis_client, t
     assert synced == ["staging", "staging"]
 
 
+def test_every_drift_seen_after_the_last_sync_gets_a_sync(stack, redis_client, tmp_path, monkeypatch) -> None:
+    """Two edits a second apart, the first corrected in between: both are synced (none is lost to a
+    time window); a sighting while a drift sync is still queued adds nothing."""
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
+                           "environments": [{"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}}]})
+    queued: list[tuple[str, ...]] = []
+    pipeline = Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg))
+    synced: list[str] = []
+    from handlers.sync.health import HEALTHY
+    from handlers.sync.reconcile import SyncResult
+
+    monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: synced.append(env.name) or
+                        SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
+
+    assert pipeline.drift_seen("staging", "Deployment/a changed")
+    assert not pipeline.drift_seen("staging", "Deployment/a changed"), "its sync is still queued"
+    pipeline.sync("staging", int(queued[-1][3]))
+    assert pipeline.drift_seen("staging", "Deployment/b changed"), "a later edit, right after the correction"
+    pipeline.sync("staging", int(queued[-1][3]))
+
+    assert synced == ["staging", "staging"]
+    assert [m[1] for m in queued] == ["sync_env", "sync_env"]
+
+
 def test_image_events_waiting_for_a_writer_go_into_one_commit(stack, redis_client, tmp_path, monkeypatch) -> None:
     from handlers import bump as bump_module
     from handlers.bump import BumpResult
