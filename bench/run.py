@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.common import REPO_ROOT, Row, Section, machine
 from bench.notes import gap_notes
 
-ORDER = ("ingest", "leadtime", "sync", "drift", "scale", "render", "bump", "build")
+ORDER = ("ingest", "leadtime", "sync", "drift", "scale", "render", "bump", "build", "buildjobs")
 RESULTS = REPO_ROOT / "build" / "bench" / "results.json"
 OUTPUT = REPO_ROOT / "BENCHMARKS.md"
 
