@@ -20,6 +20,7 @@ NODE_LABEL = "shipline.dev/real-node"
 tolerate it land there. kwok manages only nodes annotated ``kwok.x-k8s.io/node=fake``."""
 CNI_DIR = Path("/usr/lib/cni")
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
+COREDNS_READY_PORT = 8181
 
 
 @dataclass(frozen=True)
@@ -219,10 +220,12 @@ def kube_proxy_yaml(layout: NodeLayout, kubeconfig: Path) -> str:
 
 def corefile(layout: NodeLayout, kubeconfig: Path) -> str:
     """Cluster DNS for the node's pods, on the bridge address; names outside the cluster do not
-    resolve (the dev stack has no upstream)."""
+    resolve (the dev stack has no upstream). ``ready`` answers 200 on ``:8181`` of the same address
+    once the kubernetes plugin has synced with the apiserver (before that it answers no name)."""
     return "\n".join([
         ".:53 {",
         f"    bind {layout.gateway}",
+        f"    ready {layout.gateway}:{COREDNS_READY_PORT}",
         "    errors",
         "    kubernetes cluster.local in-addr.arpa ip6.arpa {",
         f"        kubeconfig {kubeconfig}",

@@ -33,12 +33,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from devstack import nodeapi
 from devstack.debianbase import has_image, import_image, push
 from devstack.kube import KubeCluster
 from devstack.kubebins import REPO_ROOT
 from devstack.nodeapi import selector
 from devstack.nodeconfig import (
+    COREDNS_READY_PORT,
     NodeLayout,
     cni_conflist,
     containerd_toml,
@@ -174,6 +177,9 @@ class RealNode:
         for name in ("kube-proxy", "coredns"):
             if not self.daemon(name).running():
                 raise NodeUnavailable(f"{name} exited\n{_tail(self.daemon(name).log_file)}")
+        dns_ready = f"http://{layout.gateway}:{COREDNS_READY_PORT}/ready"  # the host routes to the bridge
+        self._until(lambda: _answers(dns_ready), READY_TIMEOUT, "CoreDNS synced with the apiserver",
+                    self.daemon("coredns"))
 
     def running(self) -> bool:
         return all(self.daemon(name).running() for name in DAEMONS)
@@ -274,6 +280,13 @@ def push_pause_image(state_dir: Path, registry_host: str) -> str:
         import_image(state_dir, ref, [(CATATONIT, "/catatonit")], ["--entrypoint", '["/catatonit", "-P"]'])
     push(state_dir, ref)
     return ref
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code == 200  # never via a proxy
+    except httpx.HTTPError:
+        return False
 
 
 def _read(path: Path) -> str:

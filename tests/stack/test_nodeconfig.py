@@ -87,5 +87,6 @@ def test_kube_proxy_stays_in_the_node_and_off_host_wide_settings(tmp_path: Path)
 def test_cluster_dns_serves_the_cluster_domain_on_the_bridge(tmp_path: Path) -> None:
     text = corefile(layout(tmp_path), tmp_path / "kubeconfig")
     assert "bind 10.233.17.1" in text
+    assert "ready 10.233.17.1:8181" in text  # the node waits for it before its probe
     assert "kubernetes cluster.local in-addr.arpa ip6.arpa {" in text
     assert f"kubeconfig {tmp_path / 'kubeconfig'}" in text

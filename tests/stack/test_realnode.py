@@ -139,5 +139,5 @@ def test_pods_reach_a_service_by_name_and_the_host_reaches_its_node_port(real_no
         {"name": "c", "image": stack.base_image, "command": ["sh", "-c", fetch]}]})
     assert (pod.status.phase, core.read_namespaced_pod_log("web-client", "default").strip()) == \
         ("Succeeded", "served-by-web")
-    answer = httpx.get(f"http://{real_node.layout.node_ip}:{node_port}/", timeout=10)
+    answer = httpx.get(f"http://{real_node.layout.node_ip}:{node_port}/", timeout=10, trust_env=False)
     assert answer.text.strip() == "served-by-web"
