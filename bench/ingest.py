@@ -193,15 +193,23 @@ def queue_counts(redis_url: str) -> dict[str, int]:
         r.close()
 
 
-def commands_processed(redis_url: str) -> int:
-    """Redis's own count of commands processed (the INFO that reads it is counted after it runs)."""
+def command_counts(redis_url: str) -> dict[str, int]:
+    """Redis's own count of calls per command (``INFO commandstats``). The bench's own reads are
+    ``info`` and the ``client`` calls a new connection makes; ``commands_between`` leaves them out."""
     import redis
 
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        return int(r.info("stats")["total_commands_processed"])
+        return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in r.info("commandstats").items()}
     finally:
         r.close()
+
+
+def commands_between(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """The commands others ran between two ``command_counts`` (the bench's own reads left out)."""
+    ours = ("info", "client", "client|setinfo", "hello")
+    return {name: n - before.get(name, 0) for name, n in after.items()
+            if name not in ours and n > before.get(name, 0)}
 
 
 def flush(redis_url: str) -> None:
@@ -270,12 +278,12 @@ def bad_input(root: Path, redis_url: str, config: Path, port: int, seconds: int)
     with Proc(shipline_argv(config, 1), log=root / "bad.log").wait_port(port):
         url = f"http://127.0.0.1:{port}/hooks/github"
         for status, (directory, _) in floods.items():
-            before = commands_processed(redis_url)
+            before = command_counts(redis_url)
             result = wrk(url, directory, seconds)
-            after = commands_processed(redis_url)
+            ran = commands_between(before, command_counts(redis_url))
             out[status] = {"requests": result["requests"], "answered": result[f"s{status}"],
                            "rps": result["rps"], "p99_us": result["p99_us"],
-                           "redis_commands": after - before - 1}  # minus the INFO that read `before`
+                           "redis_commands": sum(ran.values()), "commands": ran}
             say(f"bad input {status}: {result[f's{status}']} of {result['requests']} answered {status}, "
                 f"{result['rps']:.0f} req/s, Redis commands during the flood: {out[status]['redis_commands']}")
     return out
@@ -427,7 +435,10 @@ def _report(section: Section, rounds: dict[str, list[dict[str, Any]]], checks: d
     section.row("bad input at full load: wrong signature / oversize / malformed answered 401 / 413 / 400",
                 " / ".join(f"{b['answered']} of {b['requests']}" for b in bad.values()),
                 baseline=" / ".join(f"{b['rps']:.0f} req/s" for b in bad.values()), target="all", met=right)
-    section.row("Redis commands during a flood of invalid signatures", str(bad["401"]["redis_commands"]),
+    flood = bad["401"]
+    ran = ", ".join(f"{name} {n}" for name, n in sorted(flood.get("commands", {}).items()))
+    section.row("Redis commands during a flood of invalid signatures",
+                str(flood["redis_commands"]) + (f" ({ran})" if ran else ""),
                 target="0", met=bad["401"]["redis_commands"] == 0)
     section.facts += [
         f"wrk {tool_version(['wrk', '-v'])}; -t{THREADS} -c{CONNECTIONS} -d{seconds}s after a 2 s warm-up, "
