@@ -1,5 +1,5 @@
 # Shipline: the two commands are `make up` and `make test`.
-.PHONY: bootstrap up down status test lint bench chaos
+.PHONY: bootstrap up down status test lint bench chaos soak
 
 STATE_DIR ?= $(HOME)/.local/state/shipline/dev
 SHIPLINE := .venv/bin/shipline
@@ -26,6 +26,20 @@ BACKLOG_TOTAL ?= 100000
 chaos: bootstrap
 	@rm -f artifacts/chaos-results.jsonl
 	@SHIPLINE_BACKLOG_TOTAL=$(BACKLOG_TOTAL) .venv/bin/pytest -q tests/chaos/netfaults.py tests/chaos/test_*.py tests/chaos/backlog.py $(PYTEST_ARGS); status=$$?; echo; \
+	.venv/bin/python -m tests.chaos.report || status=1; exit $$status
+
+# A long run at a steady rate with a worker killed and Redis restarted on a clock (tests/chaos/soak.py).
+# SOAK_MINUTES=3 SOAK_KILL_EVERY=40 SOAK_REDIS_EVERY=100 make soak: a short one.
+SOAK_MINUTES ?= 30
+SOAK_RATE ?= 50
+SOAK_KILL_EVERY ?= 120
+SOAK_REDIS_EVERY ?= 600
+soak: bootstrap
+	@rm -f artifacts/soak-results.jsonl
+	@export SHIPLINE_CHAOS_RESULTS=artifacts/soak-results.jsonl SHIPLINE_SOAK_MINUTES=$(SOAK_MINUTES) \
+	  SHIPLINE_SOAK_RATE=$(SOAK_RATE) SHIPLINE_SOAK_KILL_EVERY=$(SOAK_KILL_EVERY) \
+	  SHIPLINE_SOAK_REDIS_EVERY=$(SOAK_REDIS_EVERY); \
+	.venv/bin/pytest -q tests/chaos/soak.py $(PYTEST_ARGS); status=$$?; echo; \
 	.venv/bin/python -m tests.chaos.report || status=1; exit $$status
 
 lint:
