@@ -31,7 +31,7 @@ from handlers.images import same_image, short_name
 from handlers.manifests import Change, ImageUpdate, Target, edit, scan_sources
 from handlers.manifests.files import Source
 from handlers.manifests.screen import ScreenIndex, tree_sources
-from handlers.policy import choose
+from handlers.policy import choose, preferred
 from handlers.settings import EnvImageConfig, EnvironmentConfig
 from handlers.validate import validate_delivery_id, validate_relpath
 
@@ -169,7 +169,8 @@ def plan(env: EnvironmentConfig, updates: Sequence[ImageUpdate], sources: Iterab
 def _configured(env: EnvironmentConfig, updates: Sequence[ImageUpdate]
                 ) -> tuple[list[tuple[ImageUpdate, EnvImageConfig]], list[str]]:
     """Updates for images the environment lists, with its policy name and digest wish applied."""
-    out, skipped = [], []
+    out: list[tuple[ImageUpdate, EnvImageConfig]] = []
+    skipped: list[str] = []
     for update in updates:
         config = next((i for i in env.images if same_image(i.image, update.image)), None)
         if config is None:
@@ -177,7 +178,23 @@ def _configured(env: EnvironmentConfig, updates: Sequence[ImageUpdate]
             continue
         out.append((dataclasses.replace(update, policy_name=update.policy_name or config.policy_name,
                                         pin_digest=update.pin_digest or config.policy.digest), config))
-    return out, skipped
+    return _one_tag_per_image(out, skipped)
+
+
+def _one_tag_per_image(configured: list[tuple[ImageUpdate, EnvImageConfig]], skipped: list[str]
+                       ) -> tuple[list[tuple[ImageUpdate, EnvImageConfig]], list[str]]:
+    """Several tags of one image waiting for the same commit: the one its policy prefers moves
+    the files; the others are superseded (two edits of one field cannot both be made)."""
+    kept: list[tuple[ImageUpdate, EnvImageConfig]] = []
+    for update, config in configured:
+        if any(same_image(u.image, update.image) for u, _ in kept):
+            continue
+        mine = [u for u, c in configured if c is config]
+        best = preferred(config.policy, [u.tag for u in mine])
+        chosen = next(u for u in mine if u.tag == best)
+        kept.append((chosen, config))
+        skipped += [f"{u.image}: {u.tag} superseded by {best} in the same commit" for u in mine if u.tag != best]
+    return kept, skipped
 
 
 def _refusal(config: EnvImageConfig, update: ImageUpdate, targets: Sequence[Target]) -> str:

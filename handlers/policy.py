@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,6 +207,16 @@ def choose(policy: PolicyConfig, candidate_tag: str, current_tag: str | None) ->
     if current_tag is None:
         return Decision(True, f"{candidate_tag} accepted: no current tag found")
     return _against_current(policy, candidate_tag, candidate_key, current_tag, rank(current_tag)[0])
+
+
+def preferred(policy: PolicyConfig, tags: Sequence[str]) -> str:
+    """Of several new tags of one image (in arrival order), the one ``policy`` ends at once it
+    has seen them all: the pin, else the highest it orders, else the last to arrive."""
+    if policy.pin is not None and policy.pin in tags:
+        return policy.pin
+    rank = _ranker(policy)
+    ordered = [(key, n) for n, tag in enumerate(tags) if rank is not None and (key := rank(tag)[0]) is not None]
+    return tags[max(ordered)[1]] if ordered else tags[-1]
 
 
 def _against_current(

@@ -88,6 +88,20 @@ def test_nothing_to_change_is_success_without_commit(remote: Path, tmp_path: Pat
     assert len(log(remote, "%H")) == 1
 
 
+def test_several_tags_of_one_image_in_one_commit_take_the_policys_choice(remote: Path, tmp_path: Path) -> None:
+    """Three tags of img3 waiting for the same commit (a backlog drained at once) and one of img4:
+    one commit, img3 at the highest tag its semver policy allows, the others reported superseded."""
+    updates = [*up(3, "1.2.0"), *up(3, "1.10.0"), *up(4, "1.3.0"), *up(3, "1.9.0")]
+
+    result = bump(environment(remote), updates, ["evt-1", "evt-2", "evt-3", "evt-4"], tmp_path / "state")
+
+    assert result.commit == log(remote, "%H")[0] and len(log(remote, "%H")) == 2
+    assert "  img3:\n    version: 1.10.0 # STAGING_IMAGE_TAG\n" in staging(remote)
+    assert "  img4:\n    version: 1.3.0 # STAGING_IMAGE_TAG\n" in staging(remote)
+    assert sorted(result.skipped) == [f"{IMAGES[3]}: 1.2.0 superseded by 1.10.0 in the same commit",
+                                      f"{IMAGES[3]}: 1.9.0 superseded by 1.10.0 in the same commit"]
+
+
 def test_downgrade_is_refused_and_reported(remote: Path, tmp_path: Path) -> None:
     bump(environment(remote), up(3, "1.5.0"), ["evt-1"], tmp_path / "state")
     result = bump(environment(remote), up(3, "1.2.0"), ["evt-2"], tmp_path / "state")
