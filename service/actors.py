@@ -146,9 +146,9 @@ def build_repo(event_id: str, repo_name: str) -> None:
 
 @dramatiq.actor(queue_name=wiring.QUEUE_BUMP, actor_name="bump_env", throws=PERMANENT,
                 max_retries=config().queue.max_retries, time_limit=STAGE_TIME_LIMIT_MS)
-def bump_env(env_name: str) -> None:
+def bump_env(env_name: str, request: str = "0") -> None:
     try:
-        pipeline().bump(env_name)
+        pipeline().bump(env_name, int(request))
     except TransientError as exc:
         retry_in(exc)
 

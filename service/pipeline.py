@@ -143,8 +143,15 @@ class Pipeline:
         for env in envs:
             self.r.sadd(f"shipline:bump:pending:{env.name}", record.id)
             if enqueue:
-                self.enqueue(QUEUE_BUMP, "bump_env", env.name)
+                self.request_bump(env.name)
         return envs
+
+    def request_bump(self, env_name: str) -> None:
+        """A ``bump_env`` job numbered after the pending events it is for (added before this), so a
+        job whose events an earlier bump already committed ends at once instead of queueing for
+        the branch's write lock."""
+        number = self.r.incr(f"shipline:bump:req:{env_name}")
+        self.enqueue(QUEUE_BUMP, "bump_env", env_name, str(number))
 
     # -- build -------------------------------------------------------------------------
     def build(self, event_id: str, repo_name: str) -> BuildReport:
@@ -212,7 +219,7 @@ class Pipeline:
             if not taken:
                 self.store.set_status(event_id, "ignored", "no environment takes this image automatically")
         for env_name in sorted(envs):
-            self.enqueue(QUEUE_BUMP, "bump_env", env_name)
+            self.request_bump(env_name)
         if event_ids:
             log.info("release closed", extra={"correlation_id": release, "events": len(event_ids),
                                               "environments": sorted(envs)})
@@ -253,15 +260,20 @@ class Pipeline:
         return holder
 
     # -- bump --------------------------------------------------------------------------
-    def bump(self, env_name: str) -> tuple[BumpResult, ...]:
-        """Commit every pending image event of ``env_name``: all of them in one commit."""
+    def bump(self, env_name: str, request: int = 0) -> tuple[BumpResult, ...]:
+        """Commit every pending image event of ``env_name``: all of them in one commit. ``request``:
+        the job's number (``request_bump``); nothing to do once a bump covered it."""
         env = self.config.environment(env_name)
-        pending_key = f"shipline:bump:pending:{env.name}"
+        pending_key, done_key = f"shipline:bump:pending:{env.name}", f"shipline:bump:done:{env.name}"
+        if request and int(self.r.get(done_key) or 0) >= request:
+            return ()
         results: list[BumpResult] = []
         with self.lock(f"write:{env.git.url}:{env.git.branch}"):
             while True:
+                upto = int(self.r.get(f"shipline:bump:req:{env.name}") or 0)  # read before the events
                 ids = sorted(self.r.smembers(pending_key))
                 if not ids:
+                    self.r.set(done_key, max(upto, int(self.r.get(done_key) or 0)))
                     break
                 records = [r for r in (self.store.get(i) for i in ids) if r is not None]
                 records, held = rollback.held_back(self.r, env, records)
@@ -273,8 +285,9 @@ class Pipeline:
                 result = bumping.bump(env, updates, [r.id for r in records], self.state_dir) if records \
                     else BumpResult(None, (), ())
                 _observe("bump", started, "done")
+                self._after_bump(env, records, result)  # a transient failure here (the pull request) retries them
                 self.r.srem(pending_key, *ids)
-                self._after_bump(env, records, result)
+                self.r.set(done_key, max(upto, int(self.r.get(done_key) or 0)))
                 results.append(result)
         return tuple(results)
 

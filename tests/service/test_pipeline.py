@@ -100,7 +100,7 @@ def test_a_following_environment_gets_the_images_once_its_leader_is_healthy(stac
     assert (record.event["repository"], record.event["tag"]) == ("shop/web", "1.4.0")
     assert pipeline.promote_followers(config.environment("staging"), result["images"]) == []  # once per tag
     pipeline.process_event(created[0])
-    assert [m for m in queued if m[1] == "bump_env"] == [("bump", "bump_env", "production")]
+    assert [m[:3] for m in queued if m[1] == "bump_env"] == [("bump", "bump_env", "production")]
 
 
 def test_a_burst_of_sync_requests_coalesces_into_one_sync(stack, redis_client, tmp_path, monkeypatch) -> None:
@@ -172,9 +172,9 @@ def test_image_events_waiting_for_a_writer_go_into_one_commit(stack, redis_clien
         pipeline.process_event(rec.id)
     bumps = [m for m in queued if m[1] == "bump_env"]
     assert len(bumps) == 5
-    for message in bumps:
-        pipeline.bump(message[2])
+    done = [pipeline.bump(message[2], int(message[3])) for message in bumps]
     assert len(calls) == 1 and sorted(calls[0]) == sorted(images)
+    assert [len(d) for d in done] == [1, 0, 0, 0, 0], "the later jobs were covered: they end without the lock"
 
 
 def test_a_bump_out_of_retries_marks_its_waiting_events_failed(stack, redis_client, tmp_path, monkeypatch) -> None:
