@@ -63,7 +63,8 @@ LOCK_WAIT_SECONDS = 1800
 DRIFT_QUEUED_SECONDS = 30
 LOG_TAIL_BYTES = 64 * 1024
 PUSHED_HEAD_TTL_SECONDS = 300
-"""How long the commit a bump pushed stays known to the syncs after it (``syncrun.remote_head``)."""
+"""How long a commit pushed to a manifests branch (a bump's, or one a push webhook announced)
+stays known to the syncs after it (``syncrun.remote_head``)."""
 """Several worker processes see the same drift: one of them asks for the sync."""
 STAGE_OF_ACTOR = {"process_event": "route", "build_repo": "build", "bump_env": "bump", "sync_env": "sync"}
 
@@ -114,6 +115,8 @@ class Pipeline:
             self.enqueue(QUEUE_BUILD, "build_repo", record.id, repo.name)
             stages.append(f"build {repo.name}")
         for env in self.config.router.envs_for_git(event):
+            if event.is_branch and event.after.strip("0"):  # its sync must not take a head read before it
+                self.r.set(_pushed_key(env), event.after, ex=PUSHED_HEAD_TTL_SECONDS)
             self.request_sync(env.name, record.id)
             stages.append(f"sync {env.name}")
         if len(stages) == (1 if made else 0):

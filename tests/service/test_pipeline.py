@@ -205,3 +205,19 @@ def test_a_bump_out_of_retries_marks_its_waiting_events_failed(stack, redis_clie
     assert failed.status == "failed" and "connection refused" in failed.outcome
     assert failed.steps[-1]["stage"] == "bump" and failed.steps[-1]["status"] == "failed"
     assert not redis_client.smembers("shipline:bump:pending:staging")
+
+
+def test_a_manifests_push_tells_its_sync_which_commit_to_expect(stack, redis_client, tmp_path) -> None:
+    """The forge's push webhook names the new head: the sync it asks for must not take a branch
+    head read (and shared) a moment before that push (``syncrun.remote_head(pushed=...)``)."""
+    url = "http://127.0.0.1:1/local/super.git"
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
+                           "environments": [{"name": "staging", "git": {"url": url, "branch": "main"}}]})
+    store = EventStore(redis_client)
+    queued: list[tuple[str, ...]] = []
+    pipeline = Pipeline(config, store, lambda *msg: queued.append(msg))
+
+    pipeline.process_event(record(store, url, "1" * 40, "2" * 40))
+
+    assert [m[:3] for m in queued] == [("sync", "sync_env", "staging")]
+    assert redis_client.get(f"shipline:pushed:{url}:main") == "2" * 40
