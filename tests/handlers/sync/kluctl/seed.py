@@ -3,6 +3,7 @@ changed for a test."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 from pathlib import Path
@@ -10,9 +11,10 @@ from typing import Any
 
 from handlers.settings import EnvironmentConfig
 from handlers.sync.objects import Obj
+from tests.webhook_fixtures import REPO_ROOT
 
-SEED = Path(__file__).resolve().parents[3] / "kluctl" / "seed-project"
-GOLDEN = Path(__file__).resolve().parents[3] / "golden" / "kluctl"
+SEED = REPO_ROOT / "tests" / "kluctl" / "seed-project"
+GOLDEN = REPO_ROOT / "tests" / "golden" / "kluctl"
 
 
 def kluctl_env(target: str | None = "staging", *, path: str = ".", args: dict[str, Any] | None = None,
@@ -27,6 +29,18 @@ def seed_copy(tmp_path: Path) -> Path:
     """A writable copy of the seed project (the checkout root)."""
     root = tmp_path / "checkout"
     shutil.copytree(SEED, root)
+    return root
+
+
+def seed_apart(tmp_path: Path, suffix: str) -> Path:
+    """A copy of the seed project whose staging target deploys into namespaces of its own
+    (``shop-staging-<suffix>``, ``edge-staging-<suffix>``) with a discriminator of its own: tests
+    share one cluster, and the demo's environments use ``shop-staging`` too."""
+    root = seed_copy(tmp_path)
+    config = root / "config" / "staging.yaml"
+    config.write_text(re.sub(r"(namespace: )(\S+)", rf"\1\2-{suffix}", config.read_text()))
+    kluctl = root / ".kluctl.yaml"  # prune lists the target's objects cluster-wide by it
+    kluctl.write_text(kluctl.read_text().replace('discriminator: "shop-', f'discriminator: "shop-{suffix}-'))
     return root
 
 

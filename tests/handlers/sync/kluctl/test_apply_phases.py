@@ -16,7 +16,7 @@ from devstack.kube import CONTEXT, KubeCluster
 from handlers.sync.objects import ObjRef
 from handlers.sync.readiness import is_ready
 from handlers.sync.render import render_plan
-from tests.handlers.sync.kluctl.seed import SEED, kluctl_env
+from tests.handlers.sync.kluctl.seed import kluctl_env, seed_apart
 
 
 def kubectl(cluster: KubeCluster, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -51,7 +51,7 @@ def wait_ready(cluster: KubeCluster, refs: tuple[ObjRef, ...], timeout: float = 
 
 def test_phases_apply_in_order_and_each_barrier_waits_for_what_the_next_phase_needs(
         kube_cluster: KubeCluster, tmp_path: Path) -> None:
-    plan = render_plan(kluctl_env("staging"), SEED)
+    plan = render_plan(kluctl_env("staging"), seed_apart(tmp_path, "ap"))
     routes = [o for o in plan.phases[-1].objects if o["kind"] == "IngressRoute"]
 
     early = apply(kube_cluster, routes)  # before the chart's barrier: the kind does not exist yet
@@ -65,11 +65,11 @@ def test_phases_apply_in_order_and_each_barrier_waits_for_what_the_next_phase_ne
     crd = live(kube_cluster, ObjRef("apiextensions.k8s.io/v1", "CustomResourceDefinition", "",
                                     "ingressroutes.traefik.io"))
     assert crd is not None and is_ready(crd) is True
-    job = live(kube_cluster, ObjRef("batch/v1", "Job", "shop-staging", "migrate-0-0-0-4-g1a2b3c4"))
+    job = live(kube_cluster, ObjRef("batch/v1", "Job", "shop-staging-ap", "migrate-0-0-0-4-g1a2b3c4"))
     assert job is not None and is_ready(job) is True  # the migrations barrier waited for completion
-    route = live(kube_cluster, ObjRef("traefik.io/v1alpha1", "IngressRoute", "shop-staging", "frontend"))
+    route = live(kube_cluster, ObjRef("traefik.io/v1alpha1", "IngressRoute", "shop-staging-ap", "frontend"))
     assert route is not None
-    assert route["metadata"]["labels"]["kluctl.io/discriminator"] == "shop-staging"
+    assert route["metadata"]["labels"]["kluctl.io/discriminator"] == "shop-ap-staging"
     assert route["spec"]["routes"][0]["match"] == "Host(`staging.shop.example.com`)"
-    edge = live(kube_cluster, ObjRef("apps/v1", "Deployment", "edge-staging", "edge-traefik"))
+    edge = live(kube_cluster, ObjRef("apps/v1", "Deployment", "edge-staging-ap", "edge-traefik"))
     assert edge is not None and edge["spec"]["replicas"] == 1

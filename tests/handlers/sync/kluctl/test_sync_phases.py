@@ -4,7 +4,6 @@ removed service pruned, and a barrier that cannot pass stops the later phases.""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -12,19 +11,13 @@ from kubernetes import client
 
 from devstack.kube import CONTEXT, KubeCluster
 from handlers.sync import sync_environment
-from tests.handlers.sync.kluctl.seed import kluctl_env, put, seed_copy
+from tests.handlers.sync.kluctl.seed import kluctl_env, put, seed_apart
 
 pytestmark = pytest.mark.stack
 
 
 def project(tmp_path: Path, suffix: str) -> Path:
-    """The seed project in namespaces of this test's own."""
-    root = seed_copy(tmp_path)
-    config = root / "config" / "staging.yaml"
-    config.write_text(re.sub(r"(namespace: )(\S+)", rf"\1\2-{suffix}", config.read_text()))
-    kluctl = root / ".kluctl.yaml"  # its own discriminator: prune lists the target's objects cluster-wide
-    kluctl.write_text(kluctl.read_text().replace('discriminator: "shop-', f'discriminator: "shop-{suffix}-'))
-    return root
+    return seed_apart(tmp_path, suffix)
 
 
 def environment(kube_cluster: KubeCluster, suffix: str, health_timeout: int = 90):  # noqa: ANN201
