@@ -31,7 +31,7 @@ def namespace(api: client.ApiClient, request: pytest.FixtureRequest) -> str:
     name = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.removeprefix("test_").lower())[:50].strip("-")
     core = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": name}})
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # the controller-manager makes it; slow on a loaded machine
     while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
         assert time.monotonic() < deadline, "default ServiceAccount never appeared"
         time.sleep(0.1)
