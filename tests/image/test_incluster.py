@@ -1,7 +1,8 @@
 """Shipline in the cluster: its image deployed with ``k8s/overlays/dev`` onto the real node (Redis
 too, on a hostPath volume), its probes passing for real, a signed webhook received through a
 Service (a NodePort on the node), and an environment of the same cluster synced by the worker with
-its least-privilege ServiceAccount (``devstack.incluster``)."""
+its least-privilege ServiceAccount (``devstack.incluster``); a ``kubectl rollout restart`` of the
+receiver loses no delivery sent during it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import hashlib
 import hmac
 import json
 import subprocess
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,3 +180,37 @@ def test_a_signed_webhook_through_the_service_syncs_the_environment(deployed: In
     assert worker.spec.template.spec.service_account_name == "shipline-sync"  # the Role in apps only
     managers = {f.manager for f in second.metadata.managed_fields or [] if not f.subresource}
     assert "shipline" in managers, managers  # applied by Shipline, from inside the cluster
+
+
+def test_a_rollout_restart_of_the_receiver_loses_no_delivery(deployed: InCluster) -> None:
+    answers: list[tuple[str, int | str, str]] = []
+    stop = threading.Event()
+
+    def send() -> None:
+        with httpx.Client(trust_env=False, timeout=10) as http:
+            while not stop.is_set():
+                body, headers = deployed.delivery(uuid.uuid4().hex + "0" * 8)  # each a new event
+                try:
+                    answer = http.post(f"{deployed.url}/hooks/github", content=body, headers=headers)
+                    answers.append((headers["X-GitHub-Delivery"], answer.status_code, answer.text))
+                except httpx.HTTPError as exc:
+                    answers.append((headers["X-GitHub-Delivery"], type(exc).__name__, str(exc)))
+                time.sleep(0.05)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        time.sleep(1)
+        incluster.rollout(deployed.kubeconfig, "restart", "deployment/shipline-receiver")
+        incluster.rollout(deployed.kubeconfig, "status", "deployment/shipline-receiver", timeout=180)
+        time.sleep(3)  # and a little after: the old pod gone for good
+    finally:
+        stop.set()
+        sender.join()
+    outcomes = Counter(status for _, status, _ in answers)
+    assert len(answers) > 50, outcomes
+    assert set(outcomes) == {202}, (outcomes, [a for a in answers if a[1] != 202][:3])
+    with httpx.Client(trust_env=False, timeout=10, headers={"Authorization": f"Bearer {DEV_SECRET.decode()}"}) as http:
+        for _, _, text in answers:  # every accepted delivery is in the event log (Redis, AOF fsynced)
+            event_id = json.loads(text)["event_id"]
+            assert http.get(f"{deployed.url}/api/events/{event_id}").status_code == 200, event_id
