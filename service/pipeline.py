@@ -393,7 +393,7 @@ class Pipeline:
                                     "reason": f"{type(exc).__name__}: {exc}"[:2000], "last_sync": time.time()})
             raise
         _observe("sync", started, result.health.status)
-        flap = guard.corrected(env, sum(1 for d in result.drift if d.corrected), result.revision)
+        flap = guard.corrected(env, [str(d.ref) for d in result.drift if d.corrected], result.revision)
         status = status_of(result, cluster_name(env.cluster))
         status["drift_paused"] = flap or guard.paused(env, result.revision) or ""
         statuses.put(env.name, status)
