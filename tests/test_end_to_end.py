@@ -99,6 +99,9 @@ def test_a_release_tag_is_one_commit_and_one_sync_per_environment(running, tmp_p
     """Both images of the release reach each environment in one commit (counted in Git) and one
     sync (counted at the apiserver: each Deployment written once, both by the same apply burst)."""
     stack, work, apps = running["stack"], running["work"], running["apps"]
+    # production's first sync (its seed objects) comes with the reconcile interval: not this release's
+    wait_until(lambda: set(applied(apps, "shop-production")) == {"frontend", "backend"}, timeout=150,
+               what="production's first sync", log=stack.service_daemons()[1].log_file)
     before_log = len(deploy_log(running, tmp_path))
     before = {env: applied(apps, f"shop-{env}") for env in ("staging", "production")}
     git(work, "tag", "1.0.0")

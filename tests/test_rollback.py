@@ -47,7 +47,9 @@ def test_a_release_that_never_becomes_ready_is_reverted_once(stack: Stack, kube_
                                                                tmp_path: Path) -> None:
     with running_stack(stack, kube_cluster, tmp_path, staging_rolls_back) as parts:
         apps, repository = parts["apps"], f"{stack.registry.host}/shop/backend"
-        good, bad = f"{repository}:0.1.1", f"{repository}:0.1.2-{NEVER_READY}"
+        # Between the e2e module's release (1.0.0) and the dashboard test's (1.0.1), which share the
+        # demo's manifests repo: both tags are taken by staging's semver policy, neither by production.
+        good, bad = f"{repository}:1.0.1-rc.1", f"{repository}:1.0.1-rc.2-{NEVER_READY}"
         build_and_push(stack, tmp_path, good, "echo rollback > /srv.txt")
         wait_until(lambda: deployed_image(apps, "shop-staging", "backend") == good, timeout=120,
                    what=f"staging backend rolled out as {good}", log=stack.service_daemons()[1].log_file)
