@@ -130,7 +130,9 @@ def test_a_push_updates_the_timeline_live_delivery_build_bump_sync_under_one_cor
     assert f"shop/frontend:{release['version']}" in related  # the image event (registry's or ours), linked
     children = [e for e in surfaces["http"].get("/api/events", params={"limit": 50}).json()["events"]
                 if e["id"] != release["event_id"] and e["correlation_id"] == release["event_id"]]
-    assert children and all(c["event"].get("tag") == release["version"] for c in children)
+    images = [c for c in children if c["kind"] == "image_pushed"]  # also: the forge's push of our own commit
+    assert images and all(c["event"].get("tag") == release["version"] for c in images)
+    assert all(c["kind"] in ("image_pushed", "git_pushed") for c in children), children
     staging = page.locator('.card[data-env="staging"]')
     assert staging.locator(".health").inner_text() == "Healthy"
     assert release["version"] in staging.locator(".images").inner_text()
