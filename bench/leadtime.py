@@ -52,6 +52,23 @@ def deployment_state(apps: Any, image: str) -> tuple[bool, bool]:
     return True, done
 
 
+def watch_rollout(ctx: dict[str, Any], image: str, *, timeout: float) -> tuple[float, float]:
+    """Wall-clock times of the first polls (every 20 ms) that see ``image`` in the spec / rolled out."""
+    applied = available = None
+    deadline = time.monotonic() + timeout
+    while available is None and time.monotonic() < deadline:
+        seen, done = deployment_state(ctx["apps"], image)
+        now = time.time()
+        if seen and applied is None:
+            applied = now
+        if done:
+            available = now
+        time.sleep(0.02)
+    if applied is None or available is None:
+        raise RuntimeError(f"{image} was not applied/rolled out within {timeout:g} s; see {ctx['logs']}")
+    return applied, available
+
+
 def find_event(store: Any, tag: str) -> Any:
     for record in store.list(source="registry", limit=20):
         if record.event.get("tag") == tag:
@@ -83,18 +100,7 @@ def one_round(ctx: dict[str, Any], n: int) -> dict[str, float]:
     run([*buildah, "tag", ctx["built"], image])
     run([*buildah, "push", "--tls-verify=false", image, f"docker://{image}"])
     t0 = time.time()
-    applied = available = None
-    deadline = time.monotonic() + 120
-    while available is None and time.monotonic() < deadline:
-        seen, done = deployment_state(ctx["apps"], image)
-        now = time.time()
-        if seen and applied is None:
-            applied = now
-        if done:
-            available = now
-        time.sleep(0.02)
-    if applied is None or available is None:
-        raise RuntimeError(f"{image} was not applied/rolled out within 120 s; see {ctx['logs']}")
+    applied, available = watch_rollout(ctx, image, timeout=120)
     store = ctx["store"]
     record = poll(lambda: (r := find_event(store, tag)) is not None and staging_bump(r) and r,
                   timeout=60, interval=0.05, what=f"bump step of the event for {tag}")
@@ -131,18 +137,7 @@ def git_round(ctx: dict[str, Any], n: int) -> dict[str, float]:
     sha = git(work, "rev-parse", "HEAD").strip()
     count = git(work, "rev-list", "--first-parent", "--count", "HEAD").strip()
     image = f"{ctx['repository']}:0.0.0-{count}-g{sha[:7]}"
-    applied = available = None
-    deadline = time.monotonic() + 180
-    while available is None and time.monotonic() < deadline:
-        seen, done = deployment_state(ctx["apps"], image)
-        now = time.time()
-        if seen and applied is None:
-            applied = now
-        if done:
-            available = now
-        time.sleep(0.02)
-    if applied is None or available is None:
-        raise RuntimeError(f"{image} was not applied/rolled out within 180 s of the push; see {ctx['logs']}")
+    applied, available = watch_rollout(ctx, image, timeout=180)
     record = poll(lambda: find_push(ctx["store"], sha), timeout=30, interval=0.05, what=f"the push of {sha[:7]}")
     received = step_at(record, "delivery")
     assert received is not None

@@ -275,7 +275,7 @@ class Pipeline:
             while True:
                 upto = int(self.r.get(f"shipline:bump:req:{env.name}") or 0)  # read before the events
                 ids = sorted(self.r.smembers(pending_key))
-                if not ids:
+                if not ids:  # every job numbered up to here is covered (the loop ends only this way)
                     self.r.set(done_key, max(upto, int(self.r.get(done_key) or 0)))
                     break
                 records = [r for r in (self.store.get(i) for i in ids) if r is not None]
@@ -290,7 +290,6 @@ class Pipeline:
                 _observe("bump", started, "done")
                 self._after_bump(env, records, result)  # a transient failure here (the pull request) retries them
                 self.r.srem(pending_key, *ids)
-                self.r.set(done_key, max(upto, int(self.r.get(done_key) or 0)))
                 results.append(result)
         return tuple(results)
 
