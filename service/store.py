@@ -14,6 +14,8 @@ is everyone else's (workers, API, CLI), synchronous.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -71,13 +73,16 @@ class EventRecord:
         return data
 
 
-# Retention trims only events that reached a final state, oldest first: ``events:final`` holds
-# their ids, scored by receive time. Bounded per call (``TRIM_BATCH``) so no call is slow; every
+# Retention keeps the newest ``retention`` events that reached a final state and trims older ones
+# (only those): ``events:final`` holds their ids, scored by receive time. Counting finished events
+# only, not all records, matters under a backlog: counted against every record, an event that
+# finished while more than ``retention`` others were queued was trimmed at once, so nobody could
+# read what became of it. Bounded per call (``TRIM_BATCH``) so no call is slow; every
 # accept and every final status runs it, so the log converges to ``retention`` records plus the
 # unprocessed ones. Inside one script, two trims cannot both count the same excess: no over-trim.
 TRIM_LUA_BODY = """
 local function trim(events, final, prefix, retention, batch)
-  local excess = redis.call('zcard', events) - retention
+  local excess = redis.call('zcard', final) - retention
   if excess <= 0 then return 0 end
   local old = redis.call('zrange', final, 0, math.min(excess, batch) - 1)
   for _, id in ipairs(old) do
@@ -185,13 +190,22 @@ class _CPackedConnection(redis.asyncio.Connection):
 
 class AsyncEventLog:
     """The receiver's side of the event log: the atomic hand-off on the ``redis`` asyncio client
-    (no thread per delivery), and the backlog for ``/readyz`` and metrics."""
+    (no thread per delivery), and the backlog for ``/readyz`` and metrics.
+
+    Hand-offs are group-committed: those that arrive while ``MAX_IN_FLIGHT`` batches are already
+    on their way wait and leave together as one pipeline of ``EVALSHA`` calls (one write, one
+    read, one AOF fsync for the lot). Each call stays its own atomic script and each delivery
+    gets its own verdict; a delivery is answered only once Redis has answered its call."""
+
+    MAX_IN_FLIGHT = 4
 
     def __init__(self, url: str, retention: Retention) -> None:
         self.url = url
         self.retention = retention
         self._client: redis.asyncio.Redis | None = None
-        self._script: Any = None
+        self._sha = hashlib.sha1(ACCEPT_LUA.encode()).hexdigest()  # noqa: S324 - Redis names scripts so
+        self._waiting: list[tuple[list[Any], asyncio.Future[Accepted]]] = []
+        self._in_flight = 0
 
     @property
     def client(self) -> redis.asyncio.Redis:
@@ -199,16 +213,61 @@ class AsyncEventLog:
             self._client = redis.asyncio.Redis.from_url(
                 self.url, socket_timeout=5, socket_connect_timeout=2, decode_responses=True,
                 max_connections=ASYNC_POOL_SIZE, connection_class=_CPackedConnection)
-            self._script = self._client.register_script(ACCEPT_LUA)
         return self._client
 
     async def accept(self, record: EventRecord, keys: list[str], queued: QueuedMessage,
                      step: dict[str, Any]) -> Accepted:
         """Dedupe, record and enqueue in one atomic step (see ``ACCEPT_LUA``)."""
-        client = self.client
         redis_keys, args = _accept_call(record, keys, queued, step, self.retention)
-        verdict, value = await self._script(keys=redis_keys, args=args, client=client)
-        return Accepted(str(verdict), str(value))
+        answer: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self._waiting.append(([len(redis_keys), *redis_keys, *args], answer))
+        if self._in_flight < self.MAX_IN_FLIGHT:
+            self._in_flight += 1
+            asyncio.get_running_loop().call_soon(self._start_batch)
+        return await answer
+
+    def _start_batch(self) -> None:
+        batch, self._waiting = self._waiting, []
+        if not batch:
+            self._in_flight -= 1
+            return
+        asyncio.get_running_loop().create_task(self._send(batch))
+
+    async def _send(self, batch: list[tuple[list[Any], asyncio.Future[Accepted]]]) -> None:
+        try:
+            replies = await self._evalsha_all([call for call, _ in batch])
+            for (_, answer), reply in zip(batch, replies, strict=True):
+                if answer.done():
+                    continue
+                if isinstance(reply, Exception):
+                    answer.set_exception(reply)
+                else:
+                    answer.set_result(Accepted(str(reply[0]), str(reply[1])))
+        except BaseException as exc:  # noqa: BLE001 - every waiter learns why (503 to its sender)
+            for _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc if isinstance(exc, Exception) else redis.ConnectionError(str(exc)))
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._start_batch()  # the next batch rides on this slot (or the slot is freed)
+
+    async def _evalsha_all(self, calls: list[list[Any]]) -> list[Any]:
+        """Run the hand-off script once per call in one pipeline. Calls that met a Redis without
+        the script (first use, a restart, ``SCRIPT FLUSH``) did nothing: load it, run those again."""
+        replies = await self._pipeline(calls)
+        missing = [n for n, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
+        if missing:
+            await self.client.script_load(ACCEPT_LUA)
+            for n, reply in zip(missing, await self._pipeline([calls[n] for n in missing]), strict=True):
+                replies[n] = reply
+        return replies
+
+    async def _pipeline(self, calls: list[list[Any]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command("EVALSHA", self._sha, *call)
+        return list(await pipe.execute(raise_on_error=False))
 
     async def backlog(self) -> int:
         """Events recorded but not in a final state (queued, running, or waiting for a retry)."""

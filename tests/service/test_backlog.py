@@ -57,8 +57,8 @@ def test_retention_never_trims_an_unprocessed_event(tmp_path: Path, stack: Stack
     for event_id in ids[:25]:
         store.set_status(event_id, "done", "ok")
     kept = redis_client.zrange("shipline:events", 0, -1)
-    assert len(kept) == 10 and set(ids[25:]) <= set(kept), "the 5 unprocessed ones stay, the oldest done go"
-    assert [i for i in ids[:25] if store.get(i) is not None] == ids[20:25]
+    assert len(kept) == 15 and set(ids[25:]) <= set(kept), "the 5 unprocessed ones stay, the oldest done go"
+    assert [i for i in ids[:25] if store.get(i) is not None] == ids[15:25], "the newest 10 finished stay"
     assert store.backlog() == 5
 
 
@@ -87,9 +87,9 @@ def test_concurrent_trims_never_over_trim(redis_client) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert redis_client.zcard("shipline:events") == 10 + 0, "exactly the retention, never fewer"
+    assert redis_client.zcard("shipline:events:final") == 10, "exactly the retention, never fewer"
     kept = set(redis_client.zrange("shipline:events", 0, -1))
-    assert {f"e{n:03d}" for n in range(50, 60)} <= kept  # the 10 unfinished ones
+    assert kept == {f"e{n:03d}" for n in range(40, 60)}  # the newest 10 finished + the 10 unfinished
 
 
 def metric(client: TestClient, name: str, **labels: str) -> float:
