@@ -52,6 +52,8 @@ class Section:
     """Raw measurements (kept in results.json) for notes computed from the run, never typed in."""
     measured_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     seconds: float = 0.0
+    machine: str = ""
+    """The machine line at the time of the run (sections of one file may come from different runs)."""
 
     def row(self, metric: str, shipline: str, *, baseline: str = "–", ratio: str = "–", target: str = "–",
             met: bool | None = None) -> None:
