@@ -177,6 +177,76 @@ def test_image_events_waiting_for_a_writer_go_into_one_commit(stack, redis_clien
     assert [len(d) for d in done] == [1, 0, 0, 0, 0], "the later jobs were covered: they end without the lock"
 
 
+def test_jobs_covered_while_they_wait_for_the_writer_end_without_the_lock(stack, redis_client, tmp_path,
+                                                                          monkeypatch) -> None:
+    """Bump jobs numbered while a bump holds the branch's lock: the holder's next round commits
+    their events, and the waiting jobs end as soon as that is done, none taking the lock in turn."""
+    from handlers import bump as bump_module
+    from handlers.bump import BumpResult
+    from handlers.events import ImagePushed
+
+    images = [f"{stack.registry.host}/shop/s{i}" for i in range(6)]
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url}, "environments": [
+        {"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}, "images": [{"image": i} for i in images]}]})
+    store = EventStore(redis_client)
+    queued: list[tuple[str, ...]] = []
+    pipeline = Pipeline(config, store, lambda *msg: queued.append(msg))
+    first_round, calls = threading.Event(), []
+
+    def slow_bump(env, updates, ids, state):  # noqa: ANN001, ANN202 - the handler's signature
+        calls.append(sorted(u.image for u in updates))
+        first_round.set()
+        time.sleep(1.0)  # a commit and push, while the other jobs arrive
+        return BumpResult("c0ffee" * 6 + "abcd", (), ())
+
+    monkeypatch.setattr(bump_module, "bump", slow_bump)
+    import contextlib
+
+    from service import pipeline as pipeline_module
+
+    taken: list[str] = []
+    real_lock = pipeline_module.leased_lock
+
+    @contextlib.contextmanager
+    def counted(r, key, **options):  # noqa: ANN001, ANN202
+        with real_lock(r, key, **options) as lock:
+            if lock is not None:
+                taken.append(threading.current_thread().name)
+            yield lock
+
+    monkeypatch.setattr(pipeline_module, "leased_lock", counted)
+
+    def arrive(image: str) -> tuple[str, ...]:
+        event = ImagePushed(registry=stack.registry.host, repository=image.split("/", 1)[1], tag="1.0.0",
+                            digest="", delivery_id="", source="registry")
+        rec = EventRecord(id=new_event_id(), source="registry", receiver="default", kind=event.kind,
+                          event=event_to_dict(event))
+        store.save(rec)
+        pipeline.process_event(rec.id)
+        return queued[-1]
+
+    holder = threading.Thread(target=pipeline.bump, args=("staging", int(arrive(images[0])[3])), name="holder")
+    holder.start()
+    assert first_round.wait(10)
+    later = [arrive(image) for image in images[1:]]
+    ended: list[float] = []
+    began = time.monotonic()
+
+    def wait(message: tuple[str, ...]) -> None:
+        assert pipeline.bump(message[2], int(message[3])) == ()
+        ended.append(time.monotonic() - began)
+
+    waiters = [threading.Thread(target=wait, args=(m,)) for m in later]
+    for t in waiters:
+        t.start()
+    for t in [holder, *waiters]:
+        t.join(30)
+    assert calls == [[images[0]], sorted(images[1:])], "the holder's second round took every later event"
+    assert len(ended) == 5 and max(ended) < 3.0, ended
+    assert taken == ["holder"], "a covered job took the lock to find nothing to do"
+    assert not redis_client.exists("shipline:lock:write:http://127.0.0.1:1/m.git:main")
+
+
 def test_a_bump_out_of_retries_marks_its_waiting_events_failed(stack, redis_client, tmp_path, monkeypatch) -> None:
     from handlers import bump as bump_module
     from handlers.errors import TransientError
