@@ -153,6 +153,8 @@ def test_shipline_and_redis_run_on_the_real_node_with_their_probes_passing(deplo
         assert status.ready and status.restart_count == 0, (pod.metadata.name, status)
     probed = {p.metadata.labels["app.kubernetes.io/name"] for p in pods if p.spec.containers[0].readiness_probe}
     assert probed >= {"shipline-receiver", "shipline-redis"}  # the overlay's own probes, passed for real
+    alive = {p.metadata.labels["app.kubernetes.io/name"] for p in pods if p.spec.containers[0].liveness_probe}
+    assert alive >= {"shipline-receiver", "shipline-worker"}  # restart_count 0 above: they pass too
     with httpx.Client(trust_env=False, timeout=10) as http:
         assert http.get(f"{deployed.url}/healthz").status_code == 200
         assert http.get(f"{deployed.url}/readyz").status_code == 200

@@ -117,6 +117,7 @@ def test_config_map_is_a_valid_config_that_matches_the_pods(rendered: dict[str, 
     worker = container(find(objects, "Deployment", "shipline-worker"), "worker")
     assert {p["name"]: p["containerPort"] for p in receiver["ports"]} == {"http": config.server.port}
     assert {p["name"]: p["containerPort"] for p in worker["ports"]} == {"metrics": config.server.worker_metrics_port}
+    assert worker["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
     secret_keys = set(find(objects, "Secret", "shipline-secrets")["data"])
     refs = [config.server.api_token, *(r.secret for r in config.receivers)]
     for pod in (receiver, worker):
