@@ -10,52 +10,44 @@ from bench.common import Section
 from bench.syncnotes import COMPUTED
 
 NOTES: dict[tuple[str, str], list[str]] = {
-    ("ingest", "throughput vs bare"): [
-        "The receiver is CPU-bound in one Python process, against an endpoint that does no work (~0.05 ms of "
-        "CPU per request). Shipline verifies the HMAC, parses and normalizes the push (~0.15 ms with the JSON "
-        "depth guard), then makes the delivery durable: one atomic Lua script (dedupe keys, event record, "
-        "dramatiq message, timeline step) whose reply waits for Redis's fsync (appendfsync always), run in a "
-        "worker thread so the event loop never blocks; the thread hand-off, uvicorn's HTTP handling and a "
-        "JSON log line make up most of the rest.",
-        "Done in this code: 8 Redis round trips per delivery became 4 (pipelining), then 1 (the Lua script, "
-        "which also removed the 'claimed but not enqueued' state), and the record is no longer deep-copied: "
-        "sequential in-process cost 3.4 → 1.3 ms, and under wrk 459 → 791 req/s with p99 619 → 88 ms.",
-        "What would close more of it: (1) an asyncio Redis client instead of a thread per request; (2) more "
-        "receiver processes (`uvicorn --workers N`, or the 2 replicas the k8s base already runs): the receiver "
-        "is stateless, but on this 2-core machine wrk takes the other core. 0.7× of an endpoint that does no "
-        "durable work is out of reach for one Python process; suggest restating the target as durable "
-        "deliveries/s per core.",
+    ("ingest", "throughput, 1 process, vs bare"): [
+        "The receiver is CPU-bound in one Python process (the hot path profile above), against an endpoint "
+        "that does no work. Per delivery Shipline verifies the HMAC, parses and validates the push (every ref, "
+        "sha and path checked), routes it through the index built at config load, and makes it durable: one "
+        "atomic Lua call (dedupe keys, event record, dramatiq message, timeline step) on the asyncio Redis "
+        "client, group-committed with the deliveries that arrive while earlier ones are on their way, and "
+        "answered only after Redis's fsync (appendfsync always). The profile is flat: uvicorn's send and the "
+        "event loop lead it, and no Shipline frame holds more than a few percent, so no single change closes "
+        "a several-fold gap.",
+        "What would close more of it: more receiver processes (`shipline serve --workers N`, or the replicas "
+        "the k8s base runs) on more cores: on this 2-core machine wrk, Redis and the receiver share them, so "
+        "the 2-process row adds little. Half of an endpoint that does no durable work is out of reach for one "
+        "CPython process; suggest restating the target as durable deliveries/s per core.",
     ],
-    ("ingest", "throughput vs adnanh/webhook"): [
-        "adnanh/webhook (Go) verifies the HMAC and forks `/bin/true` asynchronously, without recording or "
-        "queueing anything; Shipline does durable work per delivery (see above), so 2× webhook would need "
-        "~5 k durable deliveries/s from one process — the same changes as above, plus multiple processes.",
+    ("ingest", "throughput, 1 process, vs adnanh"): [
+        "adnanh/webhook (Go) verifies the HMAC and forks `/bin/true` per request, without recording or "
+        "queueing anything; Shipline does durable work per delivery (the next note). Where forking is cheap, as "
+        "on this machine, webhook's rate is several times what one Python process does durably.",
     ],
     ("ingest", "latency p99"): [
-        "At 32 concurrent connections latency follows throughput (Little's law: mean ≈ 32 / req/s, ~50 ms "
-        "at ~600 req/s), so p99 ≤ 20 ms needs > 1,600 req/s from the process, or fewer connections per "
-        "process. At low concurrency a delivery takes ~1.3 ms end to end (in-process, sequential).",
+        "At 32 concurrent connections latency follows throughput (Little's law: mean ≈ 32 / req/s; compare "
+        "the p50 row with the throughput row), so p99 ≤ 20 ms needs more throughput from the process, or "
+        "fewer connections per process (the 2-process row).",
     ],
     ("leadtime", "push → manifest commit"): [
-        "The event crosses two dramatiq queues before the commit (events → bump). An idle dramatiq Redis "
-        "consumer polls with an exponential backoff up to the worker timeout (1 s by default): each hop "
-        "waits 0–1 s for a worker to notice the message. The bump's own git work is a fraction of a second "
-        "(the 10,000-file bump benchmark: ~0.5 s warm); the local git server also runs the deploy repo's "
-        "webhook hook inside the push, so the push returns only after that hook's POST.",
-        "To close: lower dramatiq's idle poll ceiling (`Worker(worker_timeout=...)`, e.g. 100 ms: ~10 Redis "
-        "calls/s per idle queue) or, better, wake consumers on enqueue; run `process_event` for image events "
-        "inline in the bump actor's queue (one hop fewer).",
+        "The event crosses two dramatiq queues before the commit (events → bump); idle consumers poll every "
+        "100 ms (`dramatiq_worker_timeout`, set by `shipline worker`), so each hop waits up to that. The "
+        "rest is the bump's own git work against Gitea: a fetch of the branch head and the push, each an "
+        "HTTP round trip through Gitea's git backend (the per-hop line above).",
     ],
     ("leadtime", "push → applied"): [
-        "A third queue hop (bump → sync) adds another 0–1 s of polling; the sync itself fetches the manifests "
-        "again and applies every object of the revision. The manifests push also fires the deploy repo's own "
-        "webhook, which requests a second sync for the same commit (coalesced, but it can hold the sync lock "
-        "first). Same fixes as above; plus skipping the webhook-triggered sync when its head commit was "
-        "written by Shipline (`Shipline-Bot: true`).",
-        "Found on the way (not fixed here, `service/pipeline.py` is being changed by others): "
-        "`request_sync` increments the request counter before it adds the event id to the pending set, so a "
-        "sync already running can cover the request (coalesced) without ever writing that event's `sync` "
-        "step — it appears only after a later sync. Adding the id before incrementing closes it.",
+        "Most of it is the commit: notification → commit pushed is the first hop in the per-hop line above, "
+        "and commit → applied the second. The sync after a bump uses the head the bump pushed (no second "
+        "fetch of a head read before the push), applies only what changed, and is one more queue hop "
+        "(bump → sync, up to 100 ms of polling).",
+        "To close: run the bump and the sync in one job when nothing else is queued for the environment "
+        "(one hop fewer), wake consumers on enqueue instead of polling, and keep one smart-HTTP connection "
+        "to the forge for the fetch and the push.",
     ],
     ("bump", "event → pushed commit"): [
         "What a warm bump does now (phases above): one fetch of the branch head, `git log` for the trailers, "
@@ -78,10 +70,14 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "date (a rebuild of a commit is fully cached and yields the same digest), overlay storage is used "
         "where a probe mount works, and the mirror reads its origin URL from its config file and peels the "
         "pushed commit in one git call.",
-        "What remains is in the profile above: the mirror fetch (an HTTP round trip to the git server) is "
-        "most of Shipline's own time; the diff, `git describe`, the content key, the registry ping and the "
-        "export are a few git processes each. The one `LABEL` step is one more commit than the plain build "
-        "makes; on vfs every commit copies the root filesystem, so the gap is largest there.",
+        "What remains, told apart by the third side: the `LABEL` step's cost is the difference between the "
+        "two plain rows (one more commit than the plain build makes; on vfs every commit copies the root "
+        "filesystem, so it is largest there); Shipline's own steps are in the profile above, the mirror "
+        "fetch (an HTTP round trip to the git server) most of them, the diff, `git describe`, the content "
+        "key, the registry ping and the export a few git processes each; the rest is buildah's own "
+        "round-to-round spread (compare the rounds). 1.05× would need the labels out of the build (buildah "
+        "1.28 cannot add them at push time) and a fetch that is not a round trip (the push's pack taken from "
+        "the forge's webhook, or a kept connection).",
     ],
     ("build", "docs-only"): [
         "A docs-only push still fetches the mirror over HTTP and diffs the push. Deciding from "
