@@ -114,6 +114,7 @@ def one_round(ctx: dict[str, Any], n: int) -> dict[str, float]:
     if not commit or commit not in ctx["remote_log"]():
         raise RuntimeError(f"bump commit {commit!r} for {tag} is not on the remote branch")
     received, committed = step_at(record, "delivery"), bumped.get("at")
+    routed = step_at(record, "route") or float("nan")  # written when the bump job was enqueued
     assert received is not None and committed is not None
     synced = step_at(record, "sync")
     try:
@@ -122,9 +123,28 @@ def one_round(ctx: dict[str, Any], n: int) -> dict[str, float]:
     except TimeoutError:
         ctx["missing_forge_hook"] += 1
         forge = float("nan")
-    return {"received": received - t0, "commit": committed - t0, "applied": applied - t0,
+    return {"received": received - t0, "routed": routed - t0, "commit": committed - t0, "applied": applied - t0,
             "available": available - t0, "sync_done": (synced - t0) if synced else float("nan"),
             "forge_hook": forge}
+
+
+FLOOR_BRANCH = "bench-floor"
+FLOOR_ROUNDS = 10
+
+
+def gitea_floor(work: Path, n: int) -> float:
+    """The bump's git work done plainly against the same Gitea: fetch a branch head, commit one
+    changed file, push it. On a branch of the manifests repo that no environment follows, so the
+    forge's hooks run as for a bump but nothing is synced."""
+    began = time.perf_counter()
+    if n:
+        git(work, "fetch", "-q", "origin", FLOOR_BRANCH)
+        git(work, "reset", "-q", "--hard", "FETCH_HEAD")
+    (work / "floor.txt").write_text(f"floor {n}\n")
+    git(work, "add", "floor.txt")
+    git(work, "commit", "-qm", f"floor {n}")
+    git(work, "push", "-q", "origin", f"HEAD:refs/heads/{FLOOR_BRANCH}")
+    return time.perf_counter() - began
 
 
 def git_round(ctx: dict[str, Any], n: int) -> dict[str, float]:
@@ -188,12 +208,16 @@ def bench(quick: bool = False) -> Section:
                         r = results[-1]
                         say(f"push {n}/{rounds}: commit {r['commit']:.2f} s, applied {r['applied']:.2f} s, "
                             f"available {r['available']:.2f} s")
+                    floor_clone = root / "floor"
+                    run(clone_argv(stack, repos["deploy"].clone_url, floor_clone))
+                    floors = [gitea_floor(floor_clone, n) for n in range(FLOOR_ROUNDS + 1)][1:]  # 0: warm-up
+                    say(f"Gitea floor (fetch + commit + push): p50 {median(floors):.2f} s")
                 finally:
                     for daemon in stack.service_daemons():
                         daemon.stop()
             finally:
                 cluster.stop()
-    _report(section, results, ctx["missing_sync_step"], ctx["missing_forge_hook"])
+    _report(section, results, ctx["missing_sync_step"], ctx["missing_forge_hook"], floors)
     _report_pushes(section, pushes)
     return section
 
@@ -235,7 +259,8 @@ def _context(stack: Any, kubeconfig: Path, deploy_url: str, root: Path, client: 
             "logs": stack.state_dir / "run", "missing_sync_step": 0, "missing_forge_hook": 0}
 
 
-def _report(section: Section, results: list[dict[str, float]], missing: int, missing_hook: int) -> None:
+def _report(section: Section, results: list[dict[str, float]], missing: int, missing_hook: int,
+            floors: list[float]) -> None:
     def col(key: str) -> list[float]:
         return [r[key] for r in results]
 
@@ -258,7 +283,13 @@ def _report(section: Section, results: list[dict[str, float]], missing: int, mis
         "Seconds after `buildah push` returned, p50 / p95 / max: " + "; ".join(
             f"{label} {median(col(key)):.2f} / {percentile(col(key), 95):.2f} / {max(col(key)):.2f}"
             for label, key in stages) + ".",
-        "Per hop, p50: notification → commit " f"{median([r['commit'] - r['received'] for r in results]):.2f} s, "
+        "Per hop, p50: notification → commit " f"{median([r['commit'] - r['received'] for r in results]):.2f} s "
+        f"(of which received → routed, the events queue and `process_event`, "
+        f"{median([r['routed'] - r['received'] for r in results]):.2f} s; routed → commit pushed, the bump "
+        f"queue and the bump's fetch, commit and push to Gitea, "
+        f"{median([r['commit'] - r['routed'] for r in results]):.2f} s; the same git work done plainly, "
+        f"`git fetch` + `commit` + `push` of one file to the same Gitea, p50 {median(floors):.2f} s over "
+        f"{len(floors)} rounds in this run), "
         f"commit → applied {median([r['applied'] - r['commit'] for r in results]):.2f} s, "
         f"applied → rolled out {median([r['available'] - r['applied'] for r in results]):.2f} s.",
         "`commit pushed` is when the bump step was written, right after `git push` to Gitea returned. Gitea "

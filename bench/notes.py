@@ -42,7 +42,9 @@ NOTES: dict[tuple[str, str], list[str]] = {
     ],
     ("leadtime", "push → applied"): [
         "Most of it is the commit: notification → commit pushed is the first hop in the per-hop line above, "
-        "and commit → applied the second. The sync after a bump uses the head the bump pushed (no second "
+        "and commit → applied the second. Of the commit, the plain git work against the same Gitea (fetch, "
+        "commit, push: the floor in the same line) is most; Shipline's bump queue hop and its own steps are "
+        "the rest. The sync after a bump uses the head the bump pushed (no second "
         "fetch of a head read before the push), applies only what changed, and is one more queue hop "
         "(bump → sync, up to 100 ms of polling).",
         "To close: run the bump and the sync in one job when nothing else is queued for the environment "
