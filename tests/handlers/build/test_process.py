@@ -40,13 +40,37 @@ def gone(pid: int, within: float = 2.0) -> bool:
         time.sleep(0.05)
 
 
-def test_output_and_exit_status_go_to_the_log(tmp_path: Path) -> None:
+@pytest.fixture(params=["pidfd", "polling"])
+def wait_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways of noticing the exit: a pidfd (Linux 5.3+), and polling where there is none."""
+    if request.param == "polling":
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
+    return str(request.param)
+
+
+def test_the_exit_is_noticed_from_a_pidfd_not_a_sleeping_poll(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Popen.wait(timeout=...)`` sleeps up to 50 ms between polls: each build step ended late."""
+    waits: list[float | None] = []
+    real_wait = subprocess.Popen.wait
+
+    def wait(self: subprocess.Popen[bytes], timeout: float | None = None) -> int:
+        waits.append(timeout)
+        return real_wait(self, timeout)
+
+    monkeypatch.setattr(subprocess.Popen, "wait", wait)
+    log = tmp_path / "b.log"
+    assert run_logged(["sh", "-c", "sleep 0.3; exit 3"], log=log, timeout=10, should_continue=lambda: True) == 3
+    assert waits == [None], "reaped once, after the pidfd said it exited"
+
+
+def test_output_and_exit_status_go_to_the_log(tmp_path: Path, wait_path: str) -> None:
     log = tmp_path / "b.log"
     assert run_logged(["sh", "-c", "echo hello; exit 4"], log=log, timeout=10, should_continue=lambda: True) == 4
     assert log.read_text().splitlines() == ["$ sh -c 'echo hello; exit 4'", "hello", "# exit 4"]
 
 
-def test_a_deadline_kills_the_whole_group(tmp_path: Path) -> None:
+def test_a_deadline_kills_the_whole_group(tmp_path: Path, wait_path: str) -> None:
     log = tmp_path / "b.log"
     started = time.monotonic()
     with pytest.raises(ProcessTimedOut):
@@ -55,7 +79,7 @@ def test_a_deadline_kills_the_whole_group(tmp_path: Path) -> None:
     assert gone(child_pid(log))
 
 
-def test_should_continue_false_stops_the_group(tmp_path: Path) -> None:
+def test_should_continue_false_stops_the_group(tmp_path: Path, wait_path: str) -> None:
     log = tmp_path / "b.log"
     stop_at = time.monotonic() + 1
     with pytest.raises(Superseded):
