@@ -148,28 +148,37 @@ def test_every_drift_seen_after_the_last_sync_gets_a_sync(stack, redis_client, t
     assert [m[1] for m in queued] == ["sync_env", "sync_env"]
 
 
+def staging_of(stack, redis_client, tmp_path: Path, images: list[str]) -> tuple[Pipeline, list[tuple[str, ...]]]:
+    """A pipeline with one environment, ``staging``, taking ``images``; and the messages it enqueues."""
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url}, "environments": [
+        {"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}, "images": [{"image": i} for i in images]}]})
+    queued: list[tuple[str, ...]] = []
+    return Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg)), queued
+
+
+def image_pushed(stack, pipeline: Pipeline, image: str) -> None:
+    """A registry notification of ``image:1.0.0``, recorded and routed (it asks for a bump)."""
+    from handlers.events import ImagePushed
+
+    event = ImagePushed(registry=stack.registry.host, repository=image.split("/", 1)[1], tag="1.0.0",
+                        digest="", delivery_id="", source="registry")
+    rec = EventRecord(id=new_event_id(), source="registry", receiver="default", kind=event.kind,
+                      event=event_to_dict(event))
+    pipeline.store.save(rec)
+    pipeline.process_event(rec.id)
+
+
 def test_image_events_waiting_for_a_writer_go_into_one_commit(stack, redis_client, tmp_path, monkeypatch) -> None:
     from handlers import bump as bump_module
     from handlers.bump import BumpResult
 
     images = [f"{stack.registry.host}/shop/s{i}" for i in range(5)]
-    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url}, "environments": [
-        {"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}, "images": [{"image": i} for i in images]}]})
-    store = EventStore(redis_client)
-    queued: list[tuple[str, ...]] = []
-    pipeline = Pipeline(config, store, lambda *msg: queued.append(msg))
+    pipeline, queued = staging_of(stack, redis_client, tmp_path, images)
     calls: list[list[str]] = []
     monkeypatch.setattr(bump_module, "bump", lambda env, updates, ids, state: calls.append(
         [u.image for u in updates]) or BumpResult("c0ffee" * 6 + "abcd", (), ()))
-    from handlers.events import ImagePushed
-
     for image in images:
-        event = ImagePushed(registry=stack.registry.host, repository=image.split("/", 1)[1], tag="1.0.0",
-                            digest="", delivery_id="", source="registry")
-        rec = EventRecord(id=new_event_id(), source="registry", receiver="default", kind=event.kind,
-                          event=event_to_dict(event))
-        store.save(rec)
-        pipeline.process_event(rec.id)
+        image_pushed(stack, pipeline, image)
     bumps = [m for m in queued if m[1] == "bump_env"]
     assert len(bumps) == 5
     done = [pipeline.bump(message[2], int(message[3])) for message in bumps]
@@ -183,14 +192,9 @@ def test_jobs_covered_while_they_wait_for_the_writer_end_without_the_lock(stack,
     their events, and the waiting jobs end as soon as that is done, none taking the lock in turn."""
     from handlers import bump as bump_module
     from handlers.bump import BumpResult
-    from handlers.events import ImagePushed
 
     images = [f"{stack.registry.host}/shop/s{i}" for i in range(6)]
-    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url}, "environments": [
-        {"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}, "images": [{"image": i} for i in images]}]})
-    store = EventStore(redis_client)
-    queued: list[tuple[str, ...]] = []
-    pipeline = Pipeline(config, store, lambda *msg: queued.append(msg))
+    pipeline, queued = staging_of(stack, redis_client, tmp_path, images)
     first_round, calls = threading.Event(), []
 
     def slow_bump(env, updates, ids, state):  # noqa: ANN001, ANN202 - the handler's signature
@@ -217,12 +221,7 @@ def test_jobs_covered_while_they_wait_for_the_writer_end_without_the_lock(stack,
     monkeypatch.setattr(pipeline_module, "leased_lock", counted)
 
     def arrive(image: str) -> tuple[str, ...]:
-        event = ImagePushed(registry=stack.registry.host, repository=image.split("/", 1)[1], tag="1.0.0",
-                            digest="", delivery_id="", source="registry")
-        rec = EventRecord(id=new_event_id(), source="registry", receiver="default", kind=event.kind,
-                          event=event_to_dict(event))
-        store.save(rec)
-        pipeline.process_event(rec.id)
+        image_pushed(stack, pipeline, image)
         return queued[-1]
 
     holder = threading.Thread(target=pipeline.bump, args=("staging", int(arrive(images[0])[3])), name="holder")
