@@ -53,7 +53,7 @@ def test_fixtures_live_inside_the_repository():
 
 
 def test_no_test_or_bench_module_reads_outside_the_repository():
-    root = Path(__file__).resolve().parents[3]
+    from tests.webhook_fixtures import REPO_ROOT as root
     climbing = re.compile(r"""["']\.\./shared|/shared/fixtures|parents\[[3-9]\]\s*/""")
     offenders = [str(p.relative_to(root)) for folder in ("tests", "bench", "service", "handlers")
                  for p in (root / folder).rglob("*.py")
