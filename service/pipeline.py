@@ -353,9 +353,13 @@ class Pipeline:
         return bool(self.r.exists(f"shipline:lock:sync:{env_name}"))
 
     def sync(self, env_name: str, request: int) -> SyncResult | None:
-        """The environment's sync, unless a later one already covered this request (None)."""
+        """The environment's sync, unless a later one already covered this request (None).
+
+        ``done`` moves only after every event the sync covers got its step and final status, in
+        one transaction with their removal: a job that dies half-way (Redis gone, worker killed)
+        is retried uncovered, syncs again (nothing left to apply) and reports what was left."""
         env = self.config.environment(env_name)
-        done_key = f"shipline:sync:done:{env.name}"
+        done_key, events_key = f"shipline:sync:done:{env.name}", f"shipline:sync:events:{env.name}"
 
         def covered() -> bool:
             return int(self.r.get(done_key) or 0) >= request
@@ -364,28 +368,35 @@ class Pipeline:
             if lock is None or covered():
                 return None
             upto = int(self.r.get(f"shipline:sync:req:{env.name}") or request)
-            event_ids = sorted(self.r.smembers(f"shipline:sync:events:{env.name}"))
+            event_ids = sorted(self.r.smembers(events_key))
             try:
                 result = self._sync_now(env)
             finally:  # the stored result, success or SyncFailed: lead time and notifications
                 self._synced(env, event_ids)
-            self.r.set(f"shipline:sync:done:{env.name}", upto)
-            if event_ids:
-                self.r.srem(f"shipline:sync:events:{env.name}", *event_ids)
-        summary = status_of(result, cluster_name(env.cluster))["summary"]
-        for event_id in event_ids:
-            if not self._first_report(env.name, event_id, result.revision):
-                continue  # a retried route asked again for a revision this event already got
-            self.store.add_step(event_id, "sync", result.health.status, summary, environment=env.name,
-                                revision=result.revision)
-            record = self.store.get(event_id)
-            if record is not None and record.kind == "git_pushed" and record.status == "running":
-                self._finish(event_id, "done", summary)  # a manifests push: sync was its job
-        if result.health.status == "Healthy":
-            self.promote_followers(env, list(result.images))
-        elif env.rollback == "auto" and rollback.timed_out(result):
+            self._report_sync(env, result, event_ids)
+            if result.health.status == "Healthy":
+                self.promote_followers(env, list(result.images))  # once per tag: a retry promotes nothing twice
+            with self.r.pipeline(transaction=True) as done:
+                done.set(done_key, upto)
+                if event_ids:
+                    done.srem(events_key, *event_ids)
+                done.execute()
+        if result.health.status != "Healthy" and env.rollback == "auto" and rollback.timed_out(result):
             rollback.after_degraded(self, env, result)
         return result
+
+    def _report_sync(self, env: EnvironmentConfig, result: SyncResult, event_ids: list[str]) -> None:
+        """Each event's sync step, once per revision; a manifests push ends here (its job was the sync)."""
+        summary = status_of(result, cluster_name(env.cluster))["summary"]
+        for event_id in event_ids:
+            reported = self._reported_key(env.name, event_id, result.revision)
+            if not self.r.exists(reported):
+                self.store.add_step(event_id, "sync", result.health.status, summary, environment=env.name,
+                                    revision=result.revision)
+                self.r.set(reported, "1", ex=self.config.redis.dedupe_ttl_seconds)
+            record = self.store.get(event_id)
+            if record is not None and record.kind == "git_pushed" and record.status == "running":
+                self._finish(event_id, "done", summary)
 
     def _sync_now(self, env: EnvironmentConfig) -> SyncResult:
         started = time.monotonic()
@@ -425,11 +436,12 @@ class Pipeline:
                     created.append(record.id)  # else: this tag was promoted already
         return created
 
-    def _first_report(self, env_name: str, event_id: str, revision: str) -> bool:
-        """True once per (environment, event, revision): a ``process_event`` retried after Redis
-        failed mid-way requests the same sync twice; the event still gets one sync step."""
-        key = f"shipline:sync:reported:{env_name}:{event_id}:{revision}"
-        return bool(self.r.set(key, "1", nx=True, ex=self.config.redis.dedupe_ttl_seconds))
+    def _reported_key(self, env_name: str, event_id: str, revision: str) -> str:
+        """Set once (environment, event, revision) has its sync step: a ``process_event`` retried
+        after Redis failed mid-way requests the same sync twice, and a sync retried after dying
+        mid-report syncs again; the event still gets one step (set after the step is written, so
+        a death in between repeats the step rather than losing it)."""
+        return f"shipline:sync:reported:{env_name}:{event_id}:{revision}"
 
     def _synced(self, env: EnvironmentConfig, event_ids: list[str]) -> None:
         statuses = EnvironmentStatusStore(self.r)

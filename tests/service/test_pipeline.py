@@ -290,3 +290,43 @@ def test_a_manifests_push_tells_its_sync_which_commit_to_expect(stack, redis_cli
 
     assert [m[:3] for m in queued] == [("sync", "sync_env", "staging")]
     assert redis_client.get(f"shipline:pushed:{url}:main") == "2" * 40
+
+
+def test_a_sync_that_dies_while_reporting_finishes_its_events_when_retried(stack, redis_client, tmp_path,
+                                                                            monkeypatch) -> None:
+    """Redis gone after the apply, before a manifests push was marked done: dramatiq retries the
+    job, and the retry must not find itself covered and leave the push unfinished for good."""
+    import redis as redis_lib
+
+    from handlers.sync.health import HEALTHY
+    from handlers.sync.reconcile import SyncResult
+
+    url = "http://127.0.0.1:1/local/super.git"
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
+                           "environments": [{"name": "staging", "git": {"url": url, "branch": "main"}}]})
+    store = EventStore(redis_client)
+    queued: list[tuple[str, ...]] = []
+    pipeline = Pipeline(config, store, lambda *msg: queued.append(msg))
+    synced: list[str] = []
+    monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: synced.append(env.name) or
+                        SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
+    pushed = record(store, url, "1" * 40, "2" * 40)
+    pipeline.process_event(pushed)
+    assert store.get(pushed).status == "running"
+    finish = EventStore.set_status
+
+    def redis_dies_once(self, event_id: str, status: str, outcome: str = "") -> None:
+        monkeypatch.setattr(EventStore, "set_status", finish)
+        raise redis_lib.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(EventStore, "set_status", redis_dies_once)
+    (_, actor, env_name, number), = [m for m in queued if m[1] == "sync_env"]
+    with pytest.raises(redis_lib.ConnectionError):
+        pipeline.sync(env_name, int(number))
+    assert pipeline.sync(env_name, int(number)) is not None, "the retry found itself covered"
+
+    done = store.get(pushed)
+    assert done.status == "done"
+    assert [s["stage"] for s in done.steps].count("sync") == 1
+    assert synced == ["staging", "staging"]
+    assert pipeline.sync(env_name, int(number)) is None, "a third delivery of the same job is covered"
