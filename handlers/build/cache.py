@@ -1,8 +1,9 @@
 """Content-addressed skip: the same build inputs are never built twice, only re-tagged.
 
-The key hashes what ``buildah bud`` sees: every entry under the context (path relative to the
-context, git mode, blob id — a content hash), the Dockerfile's blob id, the build args and the
-target. It is read from the git tree, so no export is needed to decide. Not covered: a moving
+The key hashes what ``buildah bud`` sees: the context's git tree id (a content hash over every
+entry under it: names, modes, blob ids), the Dockerfile's blob id, the build args and the
+target. Both ids come from one ``git rev-parse``, so neither an export nor a listing of the
+context is needed to decide, however many files it holds. Not covered: a moving
 ``FROM`` tag (``base:latest`` re-pushed) — the first build's result keeps being reused.
 
 The index is one small JSON file per key under ``<state_dir>/build-index/<image>/<key>.json``
@@ -27,7 +28,8 @@ from handlers.errors import PermanentError
 from handlers.settings import ImageBuildConfig
 from handlers.validate import validate_relpath, validate_sha
 
-KEY_VERSION = 1
+KEY_VERSION = 2
+"""2: the context as its tree id (1 listed every entry); a key of 1 is never reused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,37 +44,24 @@ class IndexRecord:
 
 def context_key(mirror: Mirror, sha: str, image: ImageBuildConfig, dockerfile: str) -> str:
     """sha256 over the context tree, the Dockerfile content, build args and target."""
-    validate_sha(sha)
-    context = context_dir(image)
-    payload = {
-        "v": KEY_VERSION,
-        "tree": _tree(mirror, sha, context),
-        "dockerfile": _blob_id(mirror, sha, dockerfile),
-        "build_args": sorted(image.build_args.items()),
-        "target": image.target,
-    }
+    tree, blob = _object_ids(mirror, validate_sha(sha), context_dir(image), dockerfile)
+    payload = {"v": KEY_VERSION, "tree": tree, "dockerfile": blob, "build_args": sorted(image.build_args.items()),
+               "target": image.target}
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
 
 
-def _tree(mirror: Mirror, sha: str, context: str) -> list[list[str]]:
-    limit = [] if context == "." else ["--", validate_relpath(context, field="context")]
-    out = mirror.run("ls-tree", "-r", "-z", "--full-tree", sha, *limit)
-    prefix = "" if context == "." else context + "/"
-    entries = []
-    for line in filter(None, out.split("\0")):
-        meta, path = line.split("\t", 1)
-        mode, _, oid = meta.split(" ")
-        if path.startswith(prefix):
-            entries.append([path.removeprefix(prefix), mode, oid])
-    return entries
-
-
-def _blob_id(mirror: Mirror, sha: str, path: str) -> str:
-    out = mirror.run("ls-tree", "-z", "--full-tree", sha, "--", validate_relpath(path, field="dockerfile"))
-    if not out:
-        raise PermanentError(f"no Dockerfile at {path} in {sha[:7]}")
-    meta, _ = out.split("\t", 1)
-    return meta.split(" ")[2]
+def _object_ids(mirror: Mirror, sha: str, context: str, dockerfile: str) -> tuple[str, str]:
+    """The context's tree id and the Dockerfile's blob id at ``sha``, in one git process."""
+    tree = f"{sha}^{{tree}}" if context == "." else f"{sha}:{validate_relpath(context, field='context')}"
+    blob = f"{sha}:{validate_relpath(dockerfile, field='dockerfile')}"
+    out = mirror.try_run("rev-parse", tree, blob)  # both begin with the sha: never read as an option
+    ids = out.split() if out else []
+    if len(ids) != 2:
+        kinds = (mirror.try_run("cat-file", "-t", tree), mirror.try_run("cat-file", "-t", blob))
+        if kinds[1] != "blob":
+            raise PermanentError(f"no Dockerfile at {dockerfile} in {sha[:7]}")
+        raise PermanentError(f"no context directory {context} in {sha[:7]}")
+    return ids[0], ids[1]
 
 
 class BuildIndex:

@@ -12,7 +12,7 @@ from handlers.build.changes import changed_images
 from handlers.build.errors import CommitNotFound
 from handlers.build.mirror import Mirror
 from handlers.build.tags import describe
-from handlers.errors import UnsafeInput
+from handlers.errors import PermanentError, UnsafeInput
 from handlers.settings import ImageBuildConfig
 from tests.handlers.build.conftest import AppRepo, git
 
@@ -84,6 +84,19 @@ def test_key_depends_on_the_context_tree_not_the_commit(app: AppRepo) -> None:
     assert context_key(m, seed, with_args, "frontend/Dockerfile") != key
     with_target = ImageBuildConfig(name="reg.example/f", context="frontend", target="prod")
     assert context_key(m, seed, with_target, "frontend/Dockerfile") != key
+    whole = ImageBuildConfig(name="reg.example/f", context=".")
+    assert context_key(m, docs, whole, "frontend/Dockerfile") != context_key(m, seed, whole, "frontend/Dockerfile")
+
+
+def test_a_key_for_a_missing_dockerfile_or_context_says_which(app: AppRepo) -> None:
+    m = mirror(app)
+    seed = app.pushed["refs/heads/main"]
+    frontend = ImageBuildConfig(name="reg.example/f", context="frontend")
+    with pytest.raises(PermanentError, match=f"no Dockerfile at frontend/Containerfile in {seed[:7]}"):
+        context_key(m, seed, frontend, "frontend/Containerfile")
+    gone = ImageBuildConfig(name="reg.example/f", context="web")
+    with pytest.raises(PermanentError, match=f"no context directory web in {seed[:7]}"):
+        context_key(m, seed, gone, "frontend/Dockerfile")
 
 
 def test_new_branch_force_push_and_tag_push_build_every_image(app: AppRepo) -> None:
