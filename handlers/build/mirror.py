@@ -4,6 +4,12 @@ Layout: ``<state_dir>/mirrors/<repo name>.git`` (``git clone --mirror``), guarde
 ``<name>.git.lock`` so concurrent builds of one repo never fetch into it at the same time. A clone
 goes to a temporary directory first and is renamed into place, so a half clone is never used.
 
+A build that needs no tags (no ``{describe}``) opens the mirror for one ``Want``: nothing is
+fetched when the commit is already here (a retry, a replay), else only that commit, straight into
+the pushed ref (``fetch origin +<sha>:<ref>``: one request fewer than listing every ref, and
+nothing but that ref's new objects however many refs the remote has). Whatever that cannot do (the
+commit is no longer a branch tip, the server refuses unadvertised ids) falls back to the full fetch.
+
 Nothing from the repository is executed: no checkout, no hooks (a mirror has none), no filters
 configured; ``export`` streams ``git archive`` into Python's ``tarfile`` with the ``data`` filter
 (no absolute paths, no links leaving the destination, no device files). ``info/attributes``
@@ -19,13 +25,14 @@ import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import git
 
 from handlers.build.errors import CommitNotFound, GitUnavailable
 from handlers.errors import PermanentError
-from handlers.validate import validate_clone_url, validate_relpath, validate_sha
+from handlers.validate import validate_clone_url, validate_ref, validate_relpath, validate_sha
 
 GIT_TIMEOUT_SECONDS = 600
 """Clone/fetch/archive limit; past it the git process is killed and the call is transient."""
@@ -35,6 +42,14 @@ GIT_ENV = {
 }
 """No prompts, no pathspec magic, and never ``ext::``/``file::`` transports whatever the URL says."""
 NEUTRAL_ATTRIBUTES = "* -export-subst -export-ignore\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    """The one commit a build needs, and the ref it was pushed to (where a targeted fetch puts it)."""
+
+    sha: str
+    ref: str
 
 
 class Mirror:
@@ -47,8 +62,9 @@ class Mirror:
         self.repo.git.update_environment(**GIT_ENV)
 
     @classmethod
-    def open(cls, *, state_dir: Path, name: str, url: str) -> Mirror:
-        """The mirror of ``url`` named ``name``; cloned on first use, fetched otherwise."""
+    def open(cls, *, state_dir: Path, name: str, url: str, want: Want | None = None) -> Mirror:
+        """The mirror of ``url`` named ``name``; cloned on first use, fetched otherwise (every ref,
+        or only ``want`` when given: see the module docstring)."""
         validate_clone_url(url, field="repo.url")
         path = state_dir / "mirrors" / f"{name}.git"
         with _locked(path):
@@ -58,8 +74,21 @@ class Mirror:
             mirror = cls(path, url)
             if mirror.origin_url() != url:  # the config moved the repo
                 mirror.run("remote", "set-url", "origin", url)
-            mirror._fetch_unlocked()
+            if want is None or not mirror._fetched_only(want):
+                mirror._fetch_unlocked()
             return mirror
+
+    def _fetched_only(self, want: Want) -> bool:
+        """``want.sha`` is here, already or fetched alone into ``want.ref``; False: fetch everything."""
+        sha, ref = validate_sha(want.sha), validate_ref(want.ref)
+        if self.has_commit(sha):
+            return True
+        try:
+            self.repo.git.fetch("--no-tags", "--no-write-fetch-head", "origin", f"+{sha}:{ref}",
+                                kill_after_timeout=GIT_TIMEOUT_SECONDS)
+        except git.GitCommandError:
+            return False
+        return True
 
     def fetch(self) -> None:
         with _locked(self.path):

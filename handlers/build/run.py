@@ -1,8 +1,9 @@
 """``build_push``: one push in, the changed images built (or re-tagged) and pushed, a report out.
 
 Order of work: refuse unsafe input → is this ref built at all (``routing.build_reason``) → fetch
-the mirror → which images changed → per image, in up to ``settings.parallelism`` threads: render
-tags, compute the content key, re-tag a known manifest or export + build + push, record the key.
+the mirror (every ref when a tag template names ``{describe}``, else only the pushed commit) →
+which images changed → per image, in up to ``settings.parallelism`` threads: render tags, compute
+the content key, re-tag a known manifest or export + build + push, record the key.
 Only images in ``repo.images`` are ever built. Idempotent: running it again for the same push
 re-tags what was already pushed. The retry policy is in the package docstring.
 """
@@ -24,10 +25,10 @@ from handlers.build.builder import Builder, BuildSpec, GitSource
 from handlers.build.cache import BuildIndex, context_key, reusable
 from handlers.build.changes import changed_images, context_dir, dockerfile_path
 from handlers.build.errors import BuildFailed, Superseded
-from handlers.build.mirror import Mirror
+from handlers.build.mirror import Mirror, Want
 from handlers.build.registry import client_for, registry_image
 from handlers.build.report import BuildIncomplete, BuildReport, ImageResult
-from handlers.build.tags import TagValues, render, templates_for, values_for
+from handlers.build.tags import TagValues, needs_describe, render, templates_for, values_for
 from handlers.errors import ConfigError, PermanentError, TransientError
 from handlers.events import GitPushed
 from handlers.images import ImageRef
@@ -54,7 +55,9 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     skip = build_reason(repo, event) or (None if repo.images else f"repo {repo.name} configures no images")
     if skip:
         return replace(report, nothing_to_build_reason=skip)
-    mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url)
+    tagged = needs_describe(repo.images, event)  # describe reads the remote's tags: fetch every ref
+    mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url,
+                         want=None if tagged else Want(sha, event.ref))
     sha = mirror.ensure_commit(sha)
     report = replace(report, sha=sha)
     facts = commit_facts(mirror, sha)
@@ -63,9 +66,9 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     decision = changed_images(mirror, repo.images, event)
     if not decision.images:
         return replace(report, nothing_to_build_reason=decision.reason)
-    job = _Job(repo, event, mirror, values_for(mirror, event, sha), facts.committed_at, registries, state_dir,
-               settings, builder or make_builder(settings, state_dir=state_dir, registries=registries),
-               should_continue)
+    values = values_for(mirror, event, sha, with_describe=tagged)
+    job = _Job(repo, event, mirror, values, facts.committed_at, registries, state_dir, settings,
+               builder or make_builder(settings, state_dir=state_dir, registries=registries), should_continue)
     chosen = [i for i in repo.images if i.name in decision.images]
     with ThreadPoolExecutor(max_workers=settings.parallelism, thread_name_prefix="build") as pool:
         results = tuple(pool.map(job.run, chosen))

@@ -38,7 +38,8 @@ class TagValues:
     """What placeholders expand to for one push; ``None`` when the push has no such value."""
 
     sha: str
-    describe: str
+    describe: str | None
+    """None when no template of the repo names ``{describe}`` (it was not computed)."""
     branch: str | None = None
     tag: str | None = None
 
@@ -63,9 +64,10 @@ def describe(mirror: Mirror, sha: str) -> str:
     return tag if distance == "0" else f"{tag}-{int(distance)}-g{sha[:SHORT]}"
 
 
-def values_for(mirror: Mirror, event: GitPushed, commit: str) -> TagValues:
-    """Placeholder values for ``event``; ``commit`` is ``event.after`` peeled to a commit."""
-    return TagValues(sha=validate_sha(commit), describe=describe(mirror, commit),
+def values_for(mirror: Mirror, event: GitPushed, commit: str, *, with_describe: bool = True) -> TagValues:
+    """Placeholder values for ``event``; ``commit`` is ``event.after`` peeled to a commit.
+    ``with_describe=False`` (no template needs it, ``needs_describe``) spares the ``git describe``."""
+    return TagValues(sha=validate_sha(commit), describe=describe(mirror, commit) if with_describe else None,
                      branch=event.short_ref if event.is_branch else None,
                      tag=event.short_ref if event.is_tag else None)
 
@@ -74,6 +76,11 @@ def templates_for(image: ImageBuildConfig, event: GitPushed) -> list[str]:
     if event.is_tag and "tags" not in image.model_fields_set:
         return ["{tag}"]
     return list(image.tags)
+
+
+def needs_describe(images: Sequence[ImageBuildConfig], event: GitPushed) -> bool:
+    """Whether any of ``images`` tags this push with ``{describe}`` (which needs the remote's tags)."""
+    return any("describe" in _PLACEHOLDER.findall(t) for image in images for t in templates_for(image, event))
 
 
 def render(templates: Sequence[str], values: TagValues) -> tuple[str, ...]:

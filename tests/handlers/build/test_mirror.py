@@ -9,8 +9,8 @@ import pytest
 
 from handlers.build.cache import context_key
 from handlers.build.changes import changed_images
-from handlers.build.errors import CommitNotFound
-from handlers.build.mirror import Mirror
+from handlers.build.errors import CommitNotFound, GitUnavailable
+from handlers.build.mirror import Mirror, Want
 from handlers.build.tags import describe
 from handlers.errors import PermanentError, UnsafeInput
 from handlers.settings import ImageBuildConfig
@@ -36,6 +36,41 @@ def test_the_mirror_is_cloned_once_then_fetched(app: AppRepo) -> None:
 def test_a_commit_missing_after_fetch_is_not_found(app: AppRepo) -> None:
     with pytest.raises(CommitNotFound):
         mirror(app).ensure_commit("1" * 40)
+
+
+def test_a_build_without_describe_fetches_only_the_pushed_commit_into_its_ref(app: AppRepo) -> None:
+    m = mirror(app)
+    sha = app.commit({"frontend/x": "1"})
+    app.push_tag("9.9.9")
+    pushed = app.push("main")
+    targeted = Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url,
+                           want=Want(pushed.after, pushed.ref))
+    assert targeted.has_commit(sha) and targeted.run("rev-parse", "refs/heads/main") == sha
+    assert targeted.try_run("rev-parse", "--verify", "refs/tags/9.9.9") is None, "only the pushed ref moved"
+    assert mirror(app).run("rev-parse", "refs/tags/9.9.9^{commit}") == sha, "a full fetch takes every ref"
+    assert m.path == targeted.path
+
+
+def test_a_commit_already_in_the_mirror_needs_no_fetch(app: AppRepo) -> None:
+    seed = app.pushed["refs/heads/main"]
+    mirror(app)
+    gone = "http://127.0.0.1:1/gone.git"  # nothing listens: any fetch fails
+    with pytest.raises(GitUnavailable):
+        Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=gone)
+    present = Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=gone,
+                          want=Want(seed, "refs/heads/main"))
+    assert present.ensure_commit(seed) == seed
+
+
+def test_a_commit_the_targeted_fetch_cannot_get_falls_back_to_every_ref(app: AppRepo) -> None:
+    mirror(app)
+    tagged = app.commit({"frontend/x": "2"})
+    app.push_tag("8.8.8")
+    m = Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url,
+                    want=Want("1" * 40, "refs/heads/main"))
+    assert m.run("rev-parse", "refs/tags/8.8.8^{commit}") == tagged
+    with pytest.raises(CommitNotFound):
+        m.ensure_commit("1" * 40)
 
 
 def test_a_malformed_sha_is_refused_before_git_sees_it(app: AppRepo) -> None:

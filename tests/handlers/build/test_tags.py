@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.build.tags import TagValues, render, sanitize_tag, templates_for
+from handlers.build.tags import TagValues, needs_describe, render, sanitize_tag, templates_for
 from handlers.errors import UnsafeInput
 from handlers.events import ZERO_SHA, GitPushed
 from handlers.settings import ImageBuildConfig
@@ -64,3 +64,12 @@ def test_a_tag_push_defaults_to_just_that_tag() -> None:
 def test_explicit_tags_apply_to_tag_pushes_too() -> None:
     image = ImageBuildConfig(name="reg.example/app", tags=["{tag}", "stable"])
     assert templates_for(image, event("refs/tags/1.2.3")) == ["{tag}", "stable"]
+
+
+def test_describe_and_so_every_ref_is_needed_only_when_a_template_names_it() -> None:
+    default = ImageBuildConfig(name="reg.example/app")
+    pinned = ImageBuildConfig(name="reg.example/api", tags=["{short_sha}", "{branch}"])
+    assert needs_describe([default, pinned], event("refs/heads/main"))
+    assert not needs_describe([pinned], event("refs/heads/main"))
+    assert not needs_describe([default], event("refs/tags/1.2.3")), "a tag push tags with {tag}"
+    assert needs_describe([ImageBuildConfig(name="r.example/x", tags=["v{describe}-x"])], event("refs/tags/1.2.3"))
