@@ -85,11 +85,11 @@ def _builds_everything(mirror: Mirror, event: GitPushed) -> str | None:
     if event.forced:
         return "force push: every image builds"
     before = validate_sha(event.before, field="before")
+    if _is_ancestor(mirror, before, event.after):  # the usual push: one git process decides
+        return None
     if not mirror.has_commit(before):
         return f"previous commit {before[:7]} is unknown (force push?): every image builds"
-    if not _is_ancestor(mirror, before, event.after):
-        return f"force push ({before[:7]} is not an ancestor): every image builds"
-    return None
+    return f"force push ({before[:7]} is not an ancestor): every image builds"
 
 
 def _is_ancestor(mirror: Mirror, before: str, after: str) -> bool:
