@@ -304,6 +304,12 @@ class BuildSettings(Model):
     storage_driver: Literal["auto", "overlay", "vfs"] = "auto"
     """``auto``: overlay where a test mount under the storage dir works (root, kernel overlayfs),
     else vfs, with a log line saying why (``handlers.build.storage``)."""
+    oci_metadata: Literal["labels", "annotations"] = "labels"
+    """Where the OCI revision/source/created keys go. ``labels``: the image config (what
+    ``docker inspect``, Renovate and most scanners read), one ``LABEL`` build step;
+    ``annotations``: the manifest, set at commit with no build step (cheaper, most of all on
+    vfs), but a build whose every step came from the cache keeps the annotations of the build
+    that first made those bytes."""
     max_retries: int = Field(3, ge=0)
     backend: Literal["local", "job"] = "local"
     """``local``: buildah in the worker; ``job``: a Kubernetes Job per image (``job:`` below)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import re
 import shutil
@@ -76,6 +77,8 @@ class BuildSpec:
     build_args: Mapping[str, str] = field(default_factory=dict)
     target: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    """Manifest annotations, set at commit: no build step (``build.oci_metadata``)."""
     source: GitSource | None = None
 
 
@@ -107,7 +110,14 @@ class BuildahBuilder:
 
     def build(self, spec: BuildSpec, *, log: Path, should_continue: Callable[[], bool]) -> BuiltImage:
         with self._authfile() as authfile, self._labelled(spec) as dockerfile:
+            start = log.stat().st_size if log.exists() else 0
             self._bud(spec, authfile, log, should_continue, dockerfile)
+            if spec.annotations and not _committed(spec, log, start):
+                # every step came from the cache, so the image kept the annotations of the build
+                # that made it; one LABEL step (the rest cached) commits it with these
+                stamped = dataclasses.replace(spec, labels={**spec.annotations, **spec.labels})
+                with self._labelled(stamped) as restamped:
+                    self._bud(stamped, authfile, log, should_continue, restamped)
             if not should_continue():
                 raise Superseded("a newer push arrived before the push")
             digest = self._push_all(spec, authfile, log, should_continue)
@@ -138,6 +148,8 @@ class BuildahBuilder:
             argv += ["--build-arg", f"{key}={value}"]
         for key, value in sorted(spec.labels.items()) if labelled is None else ():
             argv += ["--label", f"{key}={value}"]
+        for key, value in sorted(spec.annotations.items()):
+            argv += ["--annotation", f"{key}={value}"]
         argv += ["--target", spec.target] if spec.target else []
         for tag in spec.tags:
             argv += ["-t", f"{spec.image}:{tag}"]
@@ -217,6 +229,18 @@ def _auth_entry(config: RegistryConfig) -> dict[str, str]:
     creds = credentials(config)
     assert creds is not None
     return {"auth": base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()}
+
+
+def _committed(spec: BuildSpec, log: Path, start: int) -> bool:
+    """Whether the bud logged from ``start`` committed the image itself, rather than tagging an
+    image its cache held: buildah logs ``COMMIT <first tag>`` either way, right after ``--> Using
+    cache <id>`` when its last step was a cache hit."""
+    with log.open("rb") as handle:
+        handle.seek(start)
+        lines = handle.read().decode(errors="replace").splitlines()
+    commit = f"COMMIT {spec.image}:{spec.tags[0]}"
+    cached = (i > 0 and lines[i - 1].startswith("--> Using cache") for i in range(len(lines)))
+    return any(line == commit and not hit for line, hit in zip(lines, cached, strict=True))
 
 
 def _tail(log: Path) -> str:

@@ -80,7 +80,8 @@ def build_key(spec: BuildSpec, source: GitSource) -> str:
     """The same for the same build: what it builds, from where, with which inputs and tags."""
     inputs = {"image": spec.image, "tags": list(spec.tags), "url": source.url, "sha": source.sha,
               "context": source.context, "dockerfile": source.dockerfile, "args": dict(spec.build_args),
-              "target": spec.target, "labels": dict(spec.labels)}
+              "target": spec.target, "labels": dict(spec.labels),
+              **({"annotations": dict(spec.annotations)} if spec.annotations else {})}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:40]
 
 
@@ -167,6 +168,8 @@ def _buildah_args(spec: BuildSpec) -> list[str]:
         args += ["--build-arg", f"{key}={value}"]
     for key, value in sorted(spec.labels.items()):
         args += ["--label", f"{key}={value}"]
+    for key, value in sorted(spec.annotations.items()):
+        args += ["--annotation", f"{key}={value}"]
     args += ["--target", spec.target] if spec.target else []
     for tag in spec.tags:
         args += ["-t", f"{spec.image}:{tag}"]

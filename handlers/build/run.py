@@ -166,15 +166,17 @@ class _Job:
         self.mirror.export(self.values.sha, tmp, [] if context == "." else [context, dockerfile])
         return BuildSpec(image=ref.name, tags=tags, context=tmp / context, dockerfile=tmp / dockerfile,
                          timeout_seconds=float(self.settings.timeout_seconds), build_args=image.build_args,
-                         target=image.target, labels=self._labels(),
+                         target=image.target, **self._oci_metadata(),
                          source=GitSource(self.repo.url, self.values.sha, context, dockerfile))
 
-    def _labels(self) -> dict[str, str]:
-        return {
+    def _oci_metadata(self) -> dict[str, dict[str, str]]:
+        """``labels=`` or ``annotations=`` for the spec, as ``build.oci_metadata`` says."""
+        keys = {
             "org.opencontainers.image.revision": self.values.sha,
             "org.opencontainers.image.source": public_url(self.repo.url),
             "org.opencontainers.image.created": self.committed_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
+        return {self.settings.oci_metadata: keys}
 
     def _log_path(self, image: ImageBuildConfig) -> Path:
         slug = re.sub(r"[^A-Za-z0-9]+", "_", image.name).strip("_")[-60:]

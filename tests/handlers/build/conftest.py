@@ -100,9 +100,10 @@ class AppRepo:
                           images=[ImageBuildConfig(**i) for i in images], **repo)
 
     def build(self, event: GitPushed, config: RepoConfig | None = None, *, timeout: int = 120,
-              should_continue: Callable[[], bool] = lambda: True) -> BuildReport:
+              should_continue: Callable[[], bool] = lambda: True,
+              settings: BuildSettings | None = None) -> BuildReport:
         # model_copy skips validation: the config's floor (5 s) is too slow for the timeout test
-        settings = BuildSettings(parallelism=2).model_copy(update={"timeout_seconds": timeout})
+        settings = (settings or BuildSettings(parallelism=2)).model_copy(update={"timeout_seconds": timeout})
         return build_push(config or self.config(), event, settings=settings, registries=registries(self.stack),
                           state_dir=self.stack.state_dir, should_continue=should_continue, builder=self.builder)
 

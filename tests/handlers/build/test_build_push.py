@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+from handlers.settings import BuildSettings
 from tests.handlers.build.conftest import AppRepo, dockerfile
 
 
@@ -26,6 +27,35 @@ def test_push_touching_one_service_builds_exactly_that_one(app: AppRepo) -> None
     assert labels["org.opencontainers.image.source"] == app.url
     assert labels["org.opencontainers.image.created"].endswith("Z")
     assert app.manifest("backend", "main").status_code == 404
+
+
+def test_oci_keys_as_annotations_go_on_the_manifest_without_a_label_step(app: AppRepo) -> None:
+    app.commit({"frontend/Dockerfile": dockerfile(app.stack, f"echo {app.uid} > /annotated.txt")})  # no cache hit
+    event = app.push("main")
+    report = app.build(event, settings=BuildSettings(parallelism=2, oci_metadata="annotations"))
+    built = report.images[0]
+    assert (built.name, built.status) == (app.image("frontend"), "built")
+    manifest = app.manifest("frontend", "main").json()
+    assert manifest["annotations"]["org.opencontainers.image.revision"] == event.after
+    assert manifest["annotations"]["org.opencontainers.image.source"] == app.url
+    labels = app.config_blob("frontend", manifest)["config"].get("Labels") or {}
+    assert "org.opencontainers.image.revision" not in labels
+    assert "LABEL" not in Path(built.log).read_text(), "annotations need no build step"
+
+
+def test_an_annotated_build_served_whole_from_the_cache_still_names_its_own_commit(app: AppRepo) -> None:
+    """The test Dockerfile copies nothing from the context, so a second commit's build is all
+    cache hits: buildah would tag the first image, annotations and all, without a commit."""
+    settings = BuildSettings(parallelism=2, oci_metadata="annotations")
+    app.commit({"frontend/index.html": "<h1>one</h1>\n"})
+    app.build(app.push("main"), settings=settings)
+    app.commit({"frontend/index.html": "<h1>two</h1>\n"})
+    second = app.push("main")
+    built = app.build(second, settings=settings).images[0]
+    assert "Using cache" in Path(built.log).read_text()
+    manifest = app.manifest("frontend", "main").json()
+    assert manifest["annotations"]["org.opencontainers.image.revision"] == second.after
+    assert app.manifest("frontend", second.after[:7]).headers["Docker-Content-Digest"] == built.digest
 
 
 def test_docs_only_push_builds_nothing_and_says_why(app: AppRepo) -> None:

@@ -109,3 +109,13 @@ def test_job_backend_needs_its_image() -> None:
     with pytest.raises(ValueError, match="job.image"):
         BuildSettings(backend="job")
     assert BuildSettings(backend="job", job=settings()).job.image.endswith("buildah:1")
+
+
+def test_oci_keys_as_annotations_reach_the_job_as_annotation_flags() -> None:
+    keys = {"org.opencontainers.image.revision": SHA}
+    job = job_manifest(spec(labels={}, annotations=keys), settings(), REGISTRIES)
+    args = pod(job)["containers"][0]["args"]
+    assert args[2:4] == ["--annotation", f"org.opencontainers.image.revision={SHA}"]
+    assert "--label" not in args
+    labelled = job_manifest(spec(), settings(), REGISTRIES)
+    assert labelled["metadata"]["labels"][BUILD_LABEL] != job["metadata"]["labels"][BUILD_LABEL]
