@@ -97,8 +97,9 @@ end
 # The receiver's hand-off, atomic and in one round trip (so one AOF fsync per delivery): refuse
 # when a dedupe key is held (``duplicate``) or the unprocessed backlog is at its cap (``backlog``);
 # else take the dedupe keys, record the event, put the dramatiq message on its queue (dramatiq's
-# own layout: HSET <queue>.msgs id data; RPUSH <queue> id), mark it enqueued, add the timeline
-# step, and trim what retention allows. No "claimed but not enqueued" state exists to recover from.
+# own layout: HSET <queue>.msgs id data; RPUSH <queue> id), wake an idle consumer, mark it
+# enqueued, add the timeline step, and trim what retention allows. No "claimed but not enqueued"
+# state exists to recover from.
 ACCEPT_LUA = TRIM_LUA_BODY + """
 local event_id, ttl, nkeys = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local a = nkeys
@@ -115,6 +116,7 @@ redis.call('hset', KEYS[a + 3], ARGV[7], ARGV[8])
 redis.call('rpush', KEYS[a + 4], ARGV[7])
 redis.call('rpush', KEYS[a + 5], ARGV[9])
 redis.call('publish', KEYS[a + 6], ARGV[10])
+redis.call('publish', KEYS[a + 8], '')
 trim(KEYS[a + 2], KEYS[a + 7], ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]))
 return {'accepted', tostring(backlog + 1)}
 """
@@ -144,6 +146,12 @@ class QueuedMessage:
     data: bytes
 
 
+def wake_channel(queue_key: str) -> str:
+    """The pub/sub channel an idle consumer of ``queue_key`` waits on between its fetches: a new
+    message there wakes it at once instead of at its next poll (a hint only: polling stays)."""
+    return queue_key + ".wake"
+
+
 @dataclass(frozen=True)
 class Accepted:
     """The hand-off's verdict: ``accepted`` (value: the backlog after it), ``duplicate`` (value:
@@ -170,7 +178,7 @@ def _accept_call(record: EventRecord, keys: list[str], queued: QueuedMessage, st
     event_key = PREFIX + "event:" + record.id
     redis_keys = [PREFIX + "dedupe:" + k for k in keys] + [
         event_key, PREFIX + "events", queued.queue_key + ".msgs", queued.queue_key, event_key + ":steps",
-        PREFIX + "updates", PREFIX + "events:final"]
+        PREFIX + "updates", PREFIX + "events:final", wake_channel(queued.queue_key)]
     args = [record.id, retention.dedupe_ttl, len(keys), orjson.dumps(record.stored_fields()), time.time(),
             record.received_at, queued.id, queued.data, orjson.dumps(step), orjson.dumps({"event": record.id, **step}),
             retention.max_backlog, PREFIX + "event:", retention.records, TRIM_BATCH]
