@@ -195,6 +195,8 @@ class RecoveringConsumer(_RedisConsumer):
         self.recovered = False
         self.idle_timeout = timeout
         self.idle_misses = 0
+        self.busy = False
+        """A message was handed out since the last drain (wake-ups may have piled up meanwhile)."""
         self.wakeups: Any = None
 
     def __next__(self) -> Any:
@@ -202,15 +204,16 @@ class RecoveringConsumer(_RedisConsumer):
             if not self.recovered:
                 self.broker.requeue_stranded(self.queue_name)
                 self.recovered = True
-            if not self.message_cache:
+            if self.busy and not self.message_cache:
                 self._drain_wakeups()  # published before the fetch below: it answers them
+                self.busy = False
             message = super().__next__()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise ConnectionClosed(exc) from None
         if message is None:
             self._idle()
             return None
-        self.idle_misses = 0
+        self.idle_misses, self.busy = 0, True
         self.broker.held.add(self.queue_name, message.options["redis_message_id"])
         return message
 
@@ -218,6 +221,9 @@ class RecoveringConsumer(_RedisConsumer):
         """Dramatiq's idle backoff (up to ``WORKER_IDLE_POLL_MS``), cut short by a wake-up."""
         self.idle_misses, backoff_ms = compute_backoff(self.idle_misses, max_backoff=self.idle_timeout)
         started = time.monotonic()
+        if self.queue_name.endswith(".DQ"):  # a delay queue is never woken: its messages wait for their time
+            time.sleep(backoff_ms / 1000)
+            return
         try:
             if self.wakeups is None:
                 self.wakeups = self.broker.client.pubsub(ignore_subscribe_messages=True)
