@@ -35,8 +35,8 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "fewer connections per process (the 2-process row).",
     ],
     ("leadtime", "push → manifest commit"): [
-        "The event crosses two dramatiq queues before the commit (events → bump); idle consumers poll every "
-        "100 ms (`dramatiq_worker_timeout`, set by `shipline worker`), so each hop waits up to that. The "
+        "The event crosses two dramatiq queues before the commit (events → bump); an idle consumer is woken "
+        "by the enqueue (pub/sub, `service/broker.py`), so a hop costs a Redis round trip, not a poll. The "
         "rest is the bump's own git work against Gitea: a fetch of the branch head and the push, each an "
         "HTTP round trip through Gitea's git backend (the per-hop line above).",
     ],
@@ -46,10 +46,9 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "commit, push: the floor in the same line) is most; Shipline's bump queue hop and its own steps are "
         "the rest. The sync after a bump uses the head the bump pushed (no second "
         "fetch of a head read before the push), applies only what changed, and is one more queue hop "
-        "(bump → sync, up to 100 ms of polling).",
-        "To close: run the bump and the sync in one job when nothing else is queued for the environment "
-        "(one hop fewer), wake consumers on enqueue instead of polling, and keep one smart-HTTP connection "
-        "to the forge for the fetch and the push.",
+        "(bump → sync, a wake-up).",
+        "To close further: run the bump and the sync in one job when nothing else is queued for the "
+        "environment (one hop fewer), and keep one smart-HTTP connection to the forge for the fetch and the push.",
     ],
     ("bump", "event → pushed commit"): [
         "What a warm bump does now (phases above): one fetch of the branch head, `git log` for the trailers, "
@@ -67,19 +66,21 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "make that part proportional to the change too.",
     ],
     ("build", "build + push"): [
-        "Done: the three OCI labels are one `LABEL` instruction appended to a copy of the Dockerfile outside "
-        "the context (buildah 1.28 made each `--label` its own committed step), `created` is the commit's "
-        "date (a rebuild of a commit is fully cached and yields the same digest), overlay storage is used "
-        "where a probe mount works, and the mirror reads its origin URL from its config file and peels the "
-        "pushed commit in one git call.",
-        "What remains, told apart by the third side: the `LABEL` step's cost is the difference between the "
-        "two plain rows (one more commit than the plain build makes; on vfs every commit copies the root "
-        "filesystem, so it is largest there); Shipline's own steps are in the profile above, the mirror "
-        "fetch (an HTTP round trip to the git server) most of them, the diff, `git describe`, the content "
-        "key, the registry ping and the export a few git processes each; the rest is buildah's own "
-        "round-to-round spread (compare the rounds). 1.05× would need the labels out of the build (buildah "
-        "1.28 cannot add them at push time) and a fetch that is not a round trip (the push's pack taken from "
-        "the forge's webhook, or a kept connection).",
+        "Done: the three OCI keys are one `LABEL` instruction appended to a copy of the Dockerfile outside "
+        "the context (buildah 1.28 makes each `--label` its own committed step), or, with "
+        "`build.oci_metadata: annotations`, manifest annotations set at commit (no step: the second row); "
+        "`created` is the commit's date (a rebuild of a commit is fully cached and yields the same digest); "
+        "overlay storage where a probe mount works; a build needing no `{describe}` fetches only the pushed "
+        "commit into its ref (one request fewer than listing every ref); the content key is two object ids "
+        "from one `git rev-parse`; the change check is one `merge-base` for the usual push.",
+        "What remains: with labels, one more buildah step than the plain build (the `LABEL` row's "
+        "difference; on vfs every such step copies the root filesystem); with annotations, Shipline's own "
+        "steps (the profile above): the mirror fetch (an HTTP request to the git server, which the plain "
+        "build from a local directory never makes) most of them, then a few git processes (peel, commit "
+        "facts, merge-base, diff, key, archive), the registry ping and the build index. 1.05× would need a "
+        "fetch that is not a round trip (the push's objects taken from the forge's webhook, or a kept "
+        "connection to it) and the labels out of buildah's steps (a newer buildah, or the config written at "
+        "push through the registry API).",
     ],
     ("build", "docs-only"): [
         "A docs-only push still fetches the mirror over HTTP and diffs the push. Deciding from "
