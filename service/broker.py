@@ -2,15 +2,15 @@
 
 Why these numbers (dramatiq 2.2 ``brokers/redis.py`` and ``redis/dispatch.lua``):
 - ``HEARTBEAT_TIMEOUT_MS``: every broker command of a worker process refreshes its heartbeat, and
-  an idle consumer fetches at least every ``WORKER_IDLE_POLL_MS``, so a live worker is never silent
-  for 15 s; a silent one is dead and its fetched-but-unacked messages
+  an idle consumer fetches at least every ``IDLE_WAKEABLE_POLL_MS``, so a live worker is never
+  silent for 15 s; a silent one is dead and its fetched-but-unacked messages
   (``__acks__.<worker>.<queue>``) may be requeued.
 - ``MAINTENANCE_CHANCE``: per million broker commands (``ack``/``nack`` excluded), how many also
   run that requeue sweep, for *the command's queue only*. Each worker process polls each queue with
   ``fetch`` when idle, so a restarted idle worker triggers the sweep itself; no new traffic is
   needed. At 250_000 (25 %) the wait for a sweep after the heartbeat timeout is geometric: mean 4
-  polls, p99 16 polls (1.6 s at 100 ms polls; 16 s even at dramatiq's default 1 s). A ``kill
-  -9``-ed worker's message is thus requeued within 15 s + 16 s of the kill at worst:
+  polls, p99 16 polls (8 s at the 500 ms idle poll below; 16 s even at dramatiq's default 1 s). A
+  ``kill -9``-ed worker's message is thus requeued within 15 s + 16 s of the kill at worst:
   ``REDELIVERY_BOUND_SECONDS`` (45) keeps a margin for a loaded machine. Measured by
   ``tests/chaos/test_kill_worker.py``: 15-17 s (1 s polls), 15 s (100 ms polls). A sweep costs two
   sorted-set reads, plus a ``KEYS`` scan only while a dead worker is still listed.
@@ -20,10 +20,11 @@ Why these numbers (dramatiq 2.2 ``brokers/redis.py`` and ``redis/dispatch.lua``)
   ``queue:`` section may change them), then the message goes to dramatiq's dead-letter set
   (``shipline-q:<queue>.XQ``, kept ``DEAD_MESSAGE_TTL_MS``) and the event is marked failed.
 - ``TIME_LIMIT_MS``: a backstop only; builds enforce their own subprocess timeout.
-- ``WORKER_IDLE_POLL_MS``: an idle consumer backs off to at most this between fetches (dramatiq's
-  default is 1 s). Each stage hands over through a queue, so with 1 s a release waited up to a
-  second per hop (push → build → image → bump → sync); at 100 ms an idle worker costs ~10 cheap
-  fetches a second per queue, and the requeue sweep above comes sooner too.
+- ``WORKER_IDLE_POLL_MS``: a consumer whose messages are still being worked on backs off to at
+  most this between fetches (dramatiq's default is 1 s): its next fetch waits for capacity, and an
+  ack wakes nobody. ``IDLE_WAKEABLE_POLL_MS``: a consumer with nothing out backs off to at most
+  this, since a new message wakes it (below); each poll also runs the requeue sweep above with its
+  25 % chance, so p99 16 polls = 8 s after the heartbeat timeout, inside ``REDELIVERY_BOUND_SECONDS``.
 - Stranded messages (``RecoveringRedisBroker``): dramatiq's ``fetch`` moves ids into this worker's
   ack set inside Redis; if the reply is lost (Redis killed, a partition, a socket timeout) the
   worker never sees them, and as its heartbeat stays fresh no sweep ever requeues them. So every
@@ -68,6 +69,7 @@ MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 300_000
 TIME_LIMIT_MS = 3_600_000
 WORKER_IDLE_POLL_MS = 100
+IDLE_WAKEABLE_POLL_MS = 500
 SOCKET_TIMEOUT_SECONDS = 5
 SOCKET_CONNECT_TIMEOUT_SECONDS = 2
 RECONNECT_REQUEUE_BOUND_SECONDS = 10
@@ -218,8 +220,11 @@ class RecoveringConsumer(_RedisConsumer):
         return message
 
     def _idle(self) -> None:
-        """Dramatiq's idle backoff (up to ``WORKER_IDLE_POLL_MS``), cut short by a wake-up."""
-        self.idle_misses, backoff_ms = compute_backoff(self.idle_misses, max_backoff=self.idle_timeout)
+        """Dramatiq's idle backoff, cut short by a wake-up: up to ``WORKER_IDLE_POLL_MS`` while
+        messages are out (the next fetch waits for an ack, which wakes nobody), up to
+        ``IDLE_WAKEABLE_POLL_MS`` when none is (new ones wake it)."""
+        cap = self.idle_timeout if self.outstanding_message_count else max(self.idle_timeout, IDLE_WAKEABLE_POLL_MS)
+        self.idle_misses, backoff_ms = compute_backoff(self.idle_misses, max_backoff=cap)
         started = time.monotonic()
         if self.queue_name.endswith(".DQ"):  # a delay queue is never woken: its messages wait for their time
             time.sleep(backoff_ms / 1000)
