@@ -3,18 +3,21 @@
 ``build_push`` does for a docs-only push (no build), and a profile of Shipline's own steps.
 
 Each round commits a change to the image's context (so no side can reuse a cached layer for the
-changed ``COPY`` and the ``RUN`` after it) and builds it four ways, each going first in turn:
+changed ``COPY`` and the ``RUN`` after it) and builds it five ways, each going first in turn:
 Shipline with its OCI keys as labels (the default: one ``LABEL`` step), Shipline with them as
-manifest annotations (``build.oci_metadata: annotations``: no step), plain, and plain given the
-same one ``LABEL`` instruction. All use the driver Shipline's ``auto`` setting picks on this
-machine (overlay where a mount works, else vfs), each side its own storage. A warm-up round on
-each side pulls the base image into its storage first.
+manifest annotations (``build.oci_metadata: annotations``: no step), plain, plain given the same
+one ``LABEL`` instruction, and a plain pipeline that gets its source as Shipline must (``git
+fetch`` of the pushed branch into a bare clone, ``git archive`` of the commit), then plain. All
+use the driver Shipline's ``auto`` setting picks on this machine (overlay where a mount works,
+else vfs), each side its own storage. A warm-up round on each side pulls the base image into its
+storage first.
 """
 
 from __future__ import annotations
 
 import cProfile
 import pstats
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -142,6 +145,8 @@ def bench(quick: bool = False) -> Section:
             settings, registries = BuildSettings(), [RegistryConfig(host=registry.host, insecure=True)]
             annotating = BuildSettings(oci_metadata="annotations")
             ship_state, ann_state, direct_state = root / "shipline", root / "annotations", root / "direct"
+            fetched_state, plain_clone = root / "fetched", root / "plain.git"
+            git(root, "clone", "-q", "--bare", url, str(plain_clone))
             choice = storage_driver(settings.storage_driver, ship_state / "buildah" / "storage")
             say(f"storage driver: {choice.driver} ({choice.reason})")
 
@@ -175,18 +180,36 @@ def bench(quick: bool = False) -> Section:
             def annotated_round(n: int) -> float:
                 return shipline_round(n, annotated=True)
 
+            def fetched_round(n: int) -> float:
+                """A plain pipeline's own source step: fetch the pushed branch, export the commit."""
+                event = app.push("app/index.html", f"<h1>round {n} fetched</h1>\n")
+                context = root / f"fetched-context-{n}"
+                began = time.perf_counter()
+                git(plain_clone, "fetch", "-q", "origin", "+refs/heads/main:refs/heads/main")
+                context.mkdir()
+                archive = subprocess.run(["git", "--git-dir", str(plain_clone), "archive", event.after, "app"],
+                                         check=True, capture_output=True).stdout
+                subprocess.run(["tar", "-x", "-C", str(context)], input=archive, check=True)
+                fetching = time.perf_counter() - began
+                fetches.append(fetching)
+                return fetching + direct_build(fetched_state, choice.driver, context / "app",
+                                               f"{registry.host}/bench/fetched:r{n}")
+
             say("warm-up round (pulls the base image into each storage)")
+            fetches: list[float] = []
             shipline_round(0)
             annotated_round(0)
             direct_round(0)
-            ship, annotated, direct, labelled = [], [], [], []
+            fetched_round(0)
+            ship, annotated, direct, labelled, fetched = [], [], [], [], []
             for n in range(1, rounds + 1):
                 order = [(ship, shipline_round), (annotated, annotated_round), (direct, direct_round),
-                         (labelled, labelled_round)]
-                for bucket, fn in order[n % 4:] + order[:n % 4]:  # each side goes first in turn
+                         (labelled, labelled_round), (fetched, fetched_round)]
+                for bucket, fn in order[n % 5:] + order[:n % 5]:  # each side goes first in turn
                     bucket.append(fn(n))
                 say(f"round {n}: Shipline {ship[-1]:.2f} s, Shipline (annotations) {annotated[-1]:.2f} s, "
-                    f"direct {direct[-1]:.2f} s, direct + LABEL {labelled[-1]:.2f} s")
+                    f"direct {direct[-1]:.2f} s, direct + LABEL {labelled[-1]:.2f} s, "
+                    f"fetch + export + direct {fetched[-1]:.2f} s")
             phases = profile_phases(lambda: shipline_round(rounds + 1))
 
             docs = []
@@ -206,6 +229,10 @@ def bench(quick: bool = False) -> Section:
     section.row(f"build + push, median ({choice.driver}), OCI keys as annotations (`oci_metadata: annotations`)",
                 ms(a), baseline=f"{ms(d)} (`buildah bud` + `push`, {choice.driver})", ratio=f"{a / d:.3f}×",
                 target="≤ 1.05×", met=a / d <= 1.05)
+    fet = median(fetched)
+    section.row(f"build + push, OCI keys as annotations, vs a plain pipeline that fetches its source "
+                f"({choice.driver})", ms(a),
+                baseline=f"{ms(fet)} (`git fetch` + `git archive` + `buildah bud` + `push`)", ratio=f"{a / fet:.3f}×")
     lab = median(labelled)
     section.row(f"build + push vs plain buildah given the same `LABEL` step ({choice.driver})", ms(s),
                 baseline=f"{ms(lab)} (`buildah bud` + `push`, the Dockerfile + one `LABEL`)",
@@ -215,14 +242,16 @@ def bench(quick: bool = False) -> Section:
                 met=docs_p50 <= 0.1)
     own = sum(v for k, v in phases.items() if not k.startswith("buildah"))
     section.data = {"phases": phases, "ship": ship, "annotated": annotated, "direct": direct, "labelled": labelled,
-                    "driver": choice.driver}
+                    "fetched": fetched, "plain_fetch": fetches, "driver": choice.driver}
     section.facts += [
-        f"Storage driver, both sides: {choice.driver} (Shipline's `auto`: {choice.reason}).",
+        f"Storage driver, every side: {choice.driver} (Shipline's `auto`: {choice.reason}).",
         f"{rounds} rounds after a warm-up, each side going first in turn. Shipline rounds: "
         + ", ".join(f"{x:.2f}" for x in ship) + " s; Shipline (annotations): "
         + ", ".join(f"{x:.2f}" for x in annotated) + " s; direct: " + ", ".join(f"{x:.2f}" for x in direct)
         + " s; direct + `LABEL`: " + ", ".join(f"{x:.2f}" for x in labelled)
-        + f" s. Overhead {(s / d - 1) * 100:+.1f}% of the plain median, of which the `LABEL` step "
+        + " s; fetch + export + direct: " + ", ".join(f"{x:.2f}" for x in fetched)
+        + f" s (its fetch + export alone: median {median(fetches) * 1000:.0f} ms). "
+        f"Overhead {(s / d - 1) * 100:+.1f}% of the plain median, of which the `LABEL` step "
         f"{(lab / d - 1) * 100:+.1f}% and the rest Shipline's own steps and noise; with annotations (no step) "
         f"{(a / d - 1) * 100:+.1f}%.",
         "Dockerfile: FROM the stack's busybox base, COPY a changed file, RUN, CMD; every side uses "
