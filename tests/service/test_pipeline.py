@@ -276,20 +276,27 @@ def test_a_bump_out_of_retries_marks_its_waiting_events_failed(stack, redis_clie
     assert not redis_client.smembers("shipline:bump:pending:staging")
 
 
+MANIFESTS_URL = "http://127.0.0.1:1/local/super.git"
+
+
+def manifests_staging(stack, redis_client, tmp_path: Path) -> tuple[Pipeline, list[tuple[str, ...]]]:
+    """A pipeline whose one environment, ``staging``, is synced from ``MANIFESTS_URL``'s main branch;
+    and the messages it enqueues."""
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
+                           "environments": [{"name": "staging", "git": {"url": MANIFESTS_URL, "branch": "main"}}]})
+    queued: list[tuple[str, ...]] = []
+    return Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg)), queued
+
+
 def test_a_manifests_push_tells_its_sync_which_commit_to_expect(stack, redis_client, tmp_path) -> None:
     """The forge's push webhook names the new head: the sync it asks for must not take a branch
     head read (and shared) a moment before that push (``syncrun.remote_head(pushed=...)``)."""
-    url = "http://127.0.0.1:1/local/super.git"
-    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
-                           "environments": [{"name": "staging", "git": {"url": url, "branch": "main"}}]})
-    store = EventStore(redis_client)
-    queued: list[tuple[str, ...]] = []
-    pipeline = Pipeline(config, store, lambda *msg: queued.append(msg))
+    pipeline, queued = manifests_staging(stack, redis_client, tmp_path)
 
-    pipeline.process_event(record(store, url, "1" * 40, "2" * 40))
+    pipeline.process_event(record(pipeline.store, MANIFESTS_URL, "1" * 40, "2" * 40))
 
     assert [m[:3] for m in queued] == [("sync", "sync_env", "staging")]
-    assert redis_client.get(f"shipline:pushed:{url}:main") == "2" * 40
+    assert redis_client.get(f"shipline:pushed:{MANIFESTS_URL}:main") == "2" * 40
 
 
 def test_a_sync_that_dies_while_reporting_finishes_its_events_when_retried(stack, redis_client, tmp_path,
@@ -301,16 +308,12 @@ def test_a_sync_that_dies_while_reporting_finishes_its_events_when_retried(stack
     from handlers.sync.health import HEALTHY
     from handlers.sync.reconcile import SyncResult
 
-    url = "http://127.0.0.1:1/local/super.git"
-    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
-                           "environments": [{"name": "staging", "git": {"url": url, "branch": "main"}}]})
-    store = EventStore(redis_client)
-    queued: list[tuple[str, ...]] = []
-    pipeline = Pipeline(config, store, lambda *msg: queued.append(msg))
+    pipeline, queued = manifests_staging(stack, redis_client, tmp_path)
+    store = pipeline.store
     synced: list[str] = []
     monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: synced.append(env.name) or
                         SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
-    pushed = record(store, url, "1" * 40, "2" * 40)
+    pushed = record(store, MANIFESTS_URL, "1" * 40, "2" * 40)
     pipeline.process_event(pushed)
     assert store.get(pushed).status == "running"
     finish = EventStore.set_status
