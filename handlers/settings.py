@@ -308,8 +308,8 @@ class BuildSettings(Model):
     """Where the OCI revision/source/created keys go. ``labels``: the image config (what
     ``docker inspect``, Renovate and most scanners read), one ``LABEL`` build step;
     ``annotations``: the manifest, set at commit with no build step (cheaper, most of all on
-    vfs), but a build whose every step came from the cache keeps the annotations of the build
-    that first made those bytes."""
+    vfs); a build whose every step came from the cache gets one ``LABEL`` step after all, so its
+    manifest still names its own commit (``handlers.build.builder``)."""
     max_retries: int = Field(3, ge=0)
     backend: Literal["local", "job"] = "local"
     """``local``: buildah in the worker; ``job``: a Kubernetes Job per image (``job:`` below)."""
