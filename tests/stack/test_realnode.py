@@ -132,9 +132,12 @@ def test_pods_reach_a_service_by_name_and_the_host_reaches_its_node_port(real_no
                   for c in core.read_namespaced_pod("web-svc", "default").status.conditions or []):
         assert time.monotonic() < deadline, "web-svc never Ready (its readiness probe, from the host)"
         time.sleep(0.5)
-    # cluster DNS, then kube-proxy (busybox-static's nslookup and nc: its wget needs NSS, absent here)
+    # cluster DNS, then kube-proxy (busybox-static's nslookup and nc: its wget needs NSS, absent here).
+    # kube-proxy programs the Service's endpoint after the pod is Ready, on its own clock: until then
+    # the Service IP refuses (seen once in CI), so the client tries again for up to 20 s, as clients do.
     fetch = ("ip=$(nslookup web-svc.default.svc.cluster.local | awk '/^Address: /{print $2}' | tail -n1) && "
-             "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 $ip 80 | tail -n1")
+             "for i in $(seq 40); do out=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 $ip 80 2>/tmp/nc.err "
+             "| tail -n1); [ -n \"$out\" ] && break; sleep 0.5; done; echo \"${out:-$(cat /tmp/nc.err)}\"")
     pod = run_pod(core, "web-client", {**selector(), "restartPolicy": "Never", "containers": [
         {"name": "c", "image": stack.base_image, "command": ["sh", "-c", fetch]}]})
     assert (pod.status.phase, core.read_namespaced_pod_log("web-client", "default").strip()) == \
