@@ -25,13 +25,14 @@ import dataclasses
 import json
 import re
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from handlers.build import storage
+from handlers.build import prune, storage
 from handlers.build.errors import (
     BuildFailed,
     BuildTimeout,
@@ -83,6 +84,17 @@ class BuildSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class PruneResult:
+    """Images in the storage before and after a prune; ``busy``: a build held it, nothing done."""
+
+    before: int = 0
+    after: int = 0
+    busy: bool = False
+    error: str = ""
+    """``buildah rmi``'s complaint when it could not remove everything (an image still in use)."""
+
+
+@dataclass(frozen=True, slots=True)
 class BuiltImage:
     image: str
     tags: tuple[str, ...]
@@ -109,7 +121,8 @@ class BuildahBuilder:
         return storage.storage_driver(self.storage_setting, self.state_dir / "buildah" / "storage").driver
 
     def build(self, spec: BuildSpec, *, log: Path, should_continue: Callable[[], bool]) -> BuiltImage:
-        with self._authfile() as authfile, self._labelled(spec) as dockerfile:
+        with prune.storage_in_use(self.state_dir / "buildah"), self._authfile() as authfile, \
+                self._labelled(spec) as dockerfile:
             start = log.stat().st_size if log.exists() else 0
             self._bud(spec, authfile, log, should_continue, dockerfile)
             if spec.annotations and not _committed(spec, log, start):
@@ -122,6 +135,23 @@ class BuildahBuilder:
                 raise Superseded("a newer push arrived before the push")
             digest = self._push_all(spec, authfile, log, should_continue)
         return BuiltImage(spec.image, spec.tags, digest)
+
+    def prune(self, own: Sequence[str], keep: int) -> PruneResult:
+        """Remove what ``handlers.build.prune`` says is no longer worth keeping, if no build is
+        using the storage right now (else nothing, ``busy``)."""
+        with prune.storage_idle(self.state_dir / "buildah") as idle:
+            if not idle:
+                return PruneResult(busy=True)
+            storage_dir = self.state_dir / "buildah" / "storage"
+            images, parents = prune.read_storage(storage_dir, self.storage_driver)
+            chosen = prune.plan(images, parents, own, keep)
+            failed = ""
+            if not chosen.empty:
+                done = subprocess.run([*self._base(), "rmi", *chosen.names, *chosen.ids], capture_output=True,
+                                      text=True, timeout=PUSH_TIMEOUT_SECONDS, check=False)
+                failed = "" if done.returncode == 0 else log_tail(done.stderr, 4)
+            left, _ = prune.read_storage(storage_dir, self.storage_driver)
+            return PruneResult(before=len(images), after=len(left), error=failed)
 
     def _base(self) -> list[str]:
         """Same storage layout as ``devstack.baseimage.buildah_argv`` (shared layer cache)."""

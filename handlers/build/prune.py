@@ -1,0 +1,149 @@
+"""Keep the local buildah storage bounded: each image's newest builds and the layers they stand on.
+
+Why: with ``--layers`` buildah looks for a cached step by walking every image in the storage, and
+reads the history of each one built on the same parent layer (every earlier build's first step
+after ``FROM`` is such a candidate). Nothing ever leaves the storage by itself, so each build is
+slower than the last: measured on one Dockerfile, ``buildah bud`` took 430 ms in an empty storage
+and 710 ms after 300 builds (901 images), and the disk grows with every push.
+
+What stays (``plan``): for each configured image repository, the ``keep`` newest images built
+(by creation time); every other named image (the bases pulled for ``FROM``); and every unnamed
+image (a cached step) whose top layer is one of the layers those images are built on, so the
+newest builds' layer cache is whole. Everything else is removed with ``buildah rmi`` (by name for
+named images, so every name goes; by id for unnamed ones), which also deletes the layers no image
+uses any more.
+
+The storage's own records (``<driver>-images/images.json``, ``<driver>-layers/layers.json``) are
+read, never written; a record this module does not understand means no prune and a log line.
+A prune runs only with the storage held exclusively (``BuildahBuilder`` holds it shared from
+``bud`` to the last push) and never waits for it: a busy storage is pruned the next time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from handlers.images import ImageRef
+
+USE_LOCK = "storage-use.lock"
+"""Under ``<state_dir>/buildah``: builds hold it shared, a prune exclusively."""
+
+
+class StorageUnreadable(Exception):
+    """The storage's records are missing or not what this module expects: nothing is pruned."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    id: str
+    names: tuple[str, ...]
+    top_layer: str | None
+    created: str
+    """RFC 3339, as containers/storage writes it (sorts as text within one storage)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrunePlan:
+    names: tuple[str, ...]
+    """Names of the old builds to remove (an image goes with its last name)."""
+    ids: tuple[str, ...]
+    """Unnamed images (cached steps) no kept image stands on."""
+    kept: int
+
+    @property
+    def empty(self) -> bool:
+        return not self.names and not self.ids
+
+
+def plan(images: Iterable[StoredImage], parents: Mapping[str, str | None], own: Iterable[str],
+         keep: int) -> PrunePlan:
+    """What to remove so each repository in ``own`` keeps its ``keep`` newest images (see above)."""
+    repositories = {ImageRef.parse(name).canonical for name in own}
+    images = list(images)
+    newest: dict[str, list[StoredImage]] = {}
+    for image in images:
+        for repository in {_repository(name) for name in image.names} & repositories:
+            newest.setdefault(repository, []).append(image)
+    old: dict[str, StoredImage] = {}
+    for built in newest.values():
+        for image in sorted(built, key=lambda i: i.created, reverse=True)[keep:]:
+            old[image.id] = image
+    kept_named = [i for i in images if i.names and i.id not in old]
+    needed = _chains((i.top_layer for i in kept_named), parents)
+    old_names = tuple(name for image in old.values() for name in image.names)
+    unused = tuple(i.id for i in images if not i.names and i.top_layer not in needed)
+    return PrunePlan(old_names, unused, len(images) - len(old) - len(unused))
+
+
+def _repository(name: str) -> str:
+    return ImageRef.parse(name).canonical
+
+
+def _chains(tops: Iterable[str | None], parents: Mapping[str, str | None]) -> set[str]:
+    """Every layer on the way from each of ``tops`` down to its base."""
+    seen: set[str] = set()
+    for layer in tops:
+        while layer and layer not in seen:
+            seen.add(layer)
+            layer = parents.get(layer)
+    return seen
+
+
+def read_storage(storage: Path, driver: str) -> tuple[list[StoredImage], dict[str, str | None]]:
+    """The images and the layer parents recorded under ``storage`` for ``driver``."""
+    try:
+        raw_images = _records(storage / f"{driver}-images" / "images.json")
+        raw_layers = _records(storage / f"{driver}-layers" / "layers.json")
+        images = [StoredImage(str(i["id"]), tuple(i.get("names") or ()), i.get("layer") or None,
+                              str(i.get("created", ""))) for i in raw_images]
+        parents = {str(layer["id"]): layer.get("parent") or None for layer in raw_layers}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise StorageUnreadable(f"unexpected record in {storage}: {exc!r}") from exc
+    return images, parents
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise StorageUnreadable(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, list):
+        raise StorageUnreadable(f"{path} is not a list of records")
+    return data
+
+
+@contextlib.contextmanager
+def storage_in_use(buildah_dir: Path) -> Iterator[None]:
+    """Held by a build from ``bud`` to its last push; waits only for a prune in progress."""
+    with _lock_file(buildah_dir) as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        yield
+
+
+@contextlib.contextmanager
+def storage_idle(buildah_dir: Path) -> Iterator[bool]:
+    """True (and held exclusively until the block ends) when no build is using the storage."""
+    with _lock_file(buildah_dir) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+@contextlib.contextmanager
+def _lock_file(buildah_dir: Path) -> Iterator[object]:
+    buildah_dir.mkdir(parents=True, exist_ok=True)
+    with open(buildah_dir / USE_LOCK, "a") as handle:
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
