@@ -310,6 +310,11 @@ class BuildSettings(Model):
     ``annotations``: the manifest, set at commit with no build step (cheaper, most of all on
     vfs); a build whose every step came from the cache gets one ``LABEL`` step after all, so its
     manifest still names its own commit (``handlers.build.builder``)."""
+    cache_keep: int | None = Field(10, ge=1)
+    """Per configured image, how many of its newest builds stay in the local buildah storage, with
+    every layer they stand on (the layer cache). Older images, and the cached steps only they
+    used, are removed in the background while no build runs (``handlers.build.prune``); ``null``
+    keeps everything, and buildah's cache lookup then slows down with every build."""
     max_retries: int = Field(3, ge=0)
     backend: Literal["local", "job"] = "local"
     """``local``: buildah in the worker; ``job``: a Kubernetes Job per image (``job:`` below)."""

@@ -21,6 +21,7 @@ from dramatiq.middleware import Middleware
 from handlers.errors import PermanentError, TransientError
 from service import broker as wiring
 from service import rollback
+from service.buildcache import BuildCacheJanitor
 from service.config import Config, load_config
 from service.environments import EnvironmentStatusStore
 from service.livestate import DriftWatcher, caches
@@ -69,7 +70,8 @@ class Reconciler(Middleware):
     """In each worker process: the drift watcher on the cluster caches (drift seen in seconds),
     and a loop that asks for the periodic reconcile of each environment (one worker at a time:
     the safety net for missed webhooks and missed watch events), closes releases whose build
-    never reported back, and publishes the caches' state for the API."""
+    never reported back, prunes the local build storage (``service.buildcache``) and publishes
+    the caches' state for the API."""
 
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
         p = pipeline()
@@ -77,6 +79,7 @@ class Reconciler(Middleware):
         threading.Thread(target=self._loop, name="shipline-reconciler", daemon=True).start()
 
     def _loop(self) -> None:
+        janitor = BuildCacheJanitor(pipeline().config)
         while True:
             time.sleep(TICK_SECONDS)
             try:
@@ -86,6 +89,7 @@ class Reconciler(Middleware):
                         p.request_sync(env.name)
                 p.close_overdue_releases()
                 Poller(p.config, p.r, submit=p.submit).tick()
+                janitor.tick()
                 statuses = EnvironmentStatusStore(p.r)
                 for name, cache in caches().items():
                     statuses.put_cache(name, {"scopes": cache.status(), "objects": len(cache), "pid": os.getpid()})

@@ -1,0 +1,44 @@
+"""The local build storage, pruned in the background (``handlers.build.prune``) from each worker's
+reconcile loop: at most once a minute per process, only while no build is using the storage."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from handlers.build.builder import BuildahBuilder, PruneResult
+from handlers.build.prune import StorageUnreadable
+from service.config import Config
+
+log = logging.getLogger("shipline.build")
+PRUNE_INTERVAL_SECONDS = 60.0
+
+
+class BuildCacheJanitor:
+    def __init__(self, config: Config, *, interval: float = PRUNE_INTERVAL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.interval = interval
+        self.clock = clock
+        self._next = 0.0
+
+    def tick(self) -> PruneResult | None:
+        """Prune when due and configured (``build.cache_keep``, the local backend); None otherwise."""
+        settings = self.config.build
+        if settings.backend != "local" or settings.cache_keep is None or self.clock() < self._next:
+            return None
+        self._next = self.clock() + self.interval
+        builder = BuildahBuilder(state_dir=self.config.state_dir, registries=self.config.registries,
+                                 storage_driver=settings.storage_driver)
+        own = [image.name for repo in self.config.repos for image in repo.images]
+        try:
+            result = builder.prune(own, settings.cache_keep)
+        except StorageUnreadable as exc:
+            log.warning("build cache not pruned: %s", exc)
+            return None
+        if result.before != result.after or result.error:
+            log.info("build cache pruned: %d → %d images in the buildah storage%s", result.before, result.after,
+                     f" (not all removed: {result.error})" if result.error else "",
+                     extra={"images_before": result.before, "images_after": result.after})
+        return result

@@ -1,0 +1,52 @@
+"""The worker's build-cache janitor: prunes with the configured ``keep`` and own images, at most
+once per interval, and not at all for the Job backend or with ``cache_keep: null``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from handlers.build.builder import BuildahBuilder, PruneResult
+from handlers.settings import BuildSettings, RepoConfig
+from service.buildcache import BuildCacheJanitor
+
+
+def config(tmp_path: Path, **build: Any) -> Any:
+    repo = RepoConfig.model_validate({"name": "shop", "url": "http://git.example/shop.git", "images": [
+        {"name": "reg.example/shop/frontend", "context": "frontend"},
+        {"name": "reg.example/shop/backend", "context": "backend"}]})
+    return SimpleNamespace(build=BuildSettings.model_validate(build), state_dir=tmp_path, registries=[], repos=[repo])
+
+
+@pytest.fixture
+def prunes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], int]]:
+    calls: list[tuple[list[str], int]] = []
+
+    def fake(self: BuildahBuilder, own: list[str], keep: int) -> PruneResult:
+        calls.append((list(own), keep))
+        return PruneResult(before=3, after=2)
+
+    monkeypatch.setattr(BuildahBuilder, "prune", fake)
+    return calls
+
+
+def test_prunes_every_configured_image_at_most_once_per_interval(tmp_path: Path,
+                                                                  prunes: list[tuple[list[str], int]]) -> None:
+    now = [1000.0]
+    janitor = BuildCacheJanitor(config(tmp_path, cache_keep=4), interval=60, clock=lambda: now[0])
+    assert janitor.tick() == PruneResult(before=3, after=2)
+    now[0] += 59
+    assert janitor.tick() is None
+    now[0] += 2
+    janitor.tick()
+    assert prunes == [(["reg.example/shop/frontend", "reg.example/shop/backend"], 4)] * 2
+
+
+@pytest.mark.parametrize("build", [{"cache_keep": None}, {"backend": "job", "job": {"image": "reg.example/b:1"}}])
+def test_no_prune_without_a_local_storage_or_a_limit(tmp_path: Path, prunes: list[tuple[list[str], int]],
+                                                     build: dict[str, Any]) -> None:
+    assert BuildCacheJanitor(config(tmp_path, **build)).tick() is None
+    assert prunes == []
