@@ -9,6 +9,8 @@ fetched when the commit is already here (a retry, a replay), else only that comm
 the pushed ref (``fetch origin +<sha>:<ref>``: one request fewer than listing every ref, and
 nothing but that ref's new objects however many refs the remote has). Whatever that cannot do (the
 commit is no longer a branch tip, the server refuses unadvertised ids) falls back to the full fetch.
+The commit's facts (its date, its trailer) and the peeling of a tag object to its commit come from
+one ``git log`` (``handlers.build.run.commit_facts``).
 
 Nothing from the repository is executed: no checkout, no hooks (a mirror has none), no filters
 configured; ``export`` streams ``git archive`` into Python's ``tarfile`` with the ``data`` filter
@@ -79,16 +81,24 @@ class Mirror:
             return mirror
 
     def _fetched_only(self, want: Want) -> bool:
-        """``want.sha`` is here, already or fetched alone into ``want.ref``; False: fetch everything."""
+        """``want.sha`` is here, already or fetched alone into ``want.ref``; False: fetch everything.
+
+        The usual push brings a commit the mirror has never seen, so git is not asked first: a loose
+        object file answers for a retry soon after, and only a failed fetch asks whether the commit
+        is packed here already (a replay while the server is down still builds).
+        """
         sha, ref = validate_sha(want.sha), validate_ref(want.ref)
-        if self.has_commit(sha):
+        if self._loose(sha):
             return True
         try:
             self.repo.git.fetch("--no-tags", "--no-write-fetch-head", "origin", f"+{sha}:{ref}",
                                 kill_after_timeout=GIT_TIMEOUT_SECONDS)
         except git.GitCommandError:
-            return False
+            return self.has_commit(sha)
         return True
+
+    def _loose(self, sha: str) -> bool:
+        return (self.path / "objects" / sha[:2] / sha[2:]).is_file()
 
     def fetch(self) -> None:
         with _locked(self.path):

@@ -58,9 +58,9 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     tagged = needs_describe(repo.images, event)  # describe reads the remote's tags: fetch every ref
     mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url,
                          want=None if tagged else Want(sha, event.ref))
-    sha = mirror.ensure_commit(sha)
-    report = replace(report, sha=sha)
     facts = commit_facts(mirror, sha)
+    sha = facts.sha
+    report = replace(report, sha=sha)
     if facts.made_by_shipline:
         return replace(report, nothing_to_build_reason=f"{sha[:7]} is Shipline's own commit (Shipline-Bot trailer)")
     decision = changed_images(mirror, repo.images, event)
@@ -80,6 +80,8 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
 
 @dataclass(frozen=True, slots=True)
 class CommitFacts:
+    sha: str
+    """The commit itself (a tag object's id is peeled)."""
     made_by_shipline: bool
     """Shipline's bump commits never trigger builds (they would loop when manifests share the app repo)."""
     committed_at: datetime
@@ -87,9 +89,15 @@ class CommitFacts:
 
 
 def commit_facts(mirror: Mirror, sha: str) -> CommitFacts:
-    out = mirror.run("log", "-1", "--format=%ct%x00%(trailers:key=Shipline-Bot,valueonly)", sha)
-    stamp, _, trailer = out.partition("\0")
-    return CommitFacts(trailer.strip().lower() == "true", datetime.fromtimestamp(int(stamp), UTC))
+    """One ``git log`` for the commit ``sha`` names; when it is not in the mirror, every ref is
+    fetched once (``Mirror.ensure_commit``: ``CommitNotFound`` if it is still missing)."""
+    form = "--format=%H%x00%ct%x00%(trailers:key=Shipline-Bot,valueonly)"
+    out = mirror.try_run("log", "-1", form, f"{validate_sha(sha)}^{{commit}}")
+    if out is None:
+        out = mirror.run("log", "-1", form, mirror.ensure_commit(sha))
+    commit, stamp, trailer = out.split("\0", 2)
+    return CommitFacts(validate_sha(commit, field="peeled"), trailer.strip().lower() == "true",
+                       datetime.fromtimestamp(int(stamp), UTC))
 
 
 def made_by_shipline(mirror: Mirror, sha: str) -> bool:

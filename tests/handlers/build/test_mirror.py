@@ -11,6 +11,7 @@ from handlers.build.cache import context_key
 from handlers.build.changes import changed_images
 from handlers.build.errors import CommitNotFound, GitUnavailable
 from handlers.build.mirror import Mirror, Want
+from handlers.build.run import commit_facts
 from handlers.build.tags import describe
 from handlers.errors import PermanentError, UnsafeInput
 from handlers.settings import ImageBuildConfig
@@ -60,6 +61,33 @@ def test_a_commit_already_in_the_mirror_needs_no_fetch(app: AppRepo) -> None:
     present = Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=gone,
                           want=Want(seed, "refs/heads/main"))
     assert present.ensure_commit(seed) == seed
+
+
+def test_the_usual_push_asks_git_nothing_before_its_targeted_fetch(app: AppRepo,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror(app)
+    app.commit({"frontend/x": "3"})
+    pushed = app.push("main")
+
+    def asked(self: Mirror, sha: str) -> bool:
+        raise AssertionError("a new commit needs no has_commit before the fetch")
+
+    monkeypatch.setattr(Mirror, "has_commit", asked)
+    m = Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url,
+                    want=Want(pushed.after, pushed.ref))
+    assert m.run("rev-parse", "refs/heads/main") == pushed.after
+
+
+def test_commit_facts_peel_an_annotated_tag_and_fetch_a_missing_commit_once(app: AppRepo) -> None:
+    m = mirror(app)
+    commit = app.commit({"frontend/x": "4"})
+    tag = app.push_tag("7.7.7", annotated=True)
+    assert tag.after != commit, "the event names the tag object"
+    facts = commit_facts(m, tag.after)  # not in the mirror yet: one full fetch, then peeled
+    assert facts.sha == commit and not facts.made_by_shipline
+    assert facts.committed_at.timestamp() == int(git(app.work, "log", "-1", "--format=%ct", commit))
+    with pytest.raises(CommitNotFound):
+        commit_facts(m, "2" * 40)
 
 
 def test_a_commit_the_targeted_fetch_cannot_get_falls_back_to_every_ref(app: AppRepo) -> None:
