@@ -15,10 +15,13 @@ storage first.
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import pstats
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,41 @@ def direct_build(storage: Path, driver: str, context: Path, ref: str) -> float:
     run([*buildah(storage, driver), "push", "--tls-verify=false", "--digestfile", str(storage / "digest"), ref,
          f"docker://{ref}"])
     return time.perf_counter() - began
+
+
+@dataclass(frozen=True)
+class BuildStack:
+    root: Path
+    registry: Any
+    """``devstack.registry.Registry``, started."""
+    server: Any
+    """``devstack.gitrepos.GitServer``, started."""
+    base: str
+    """The busybox base image, pushed to ``registry``."""
+
+    def app_repo(self, files: dict[str, str]) -> AppRepo:
+        """The ``app`` repo on the git server, cloned to ``<root>/app``, ``files`` its first commit."""
+        url = self.server.create_repo("app")
+        app = AppRepo(url, self.root / "app")
+        git(self.root, "clone", "-q", url, str(app.work))
+        app.seed(files)
+        return app
+
+
+@contextlib.contextmanager
+def build_stack(name: str) -> Iterator[BuildStack]:
+    """A fresh temp dir with a registry and a git server running and the base image pushed."""
+    from devstack.baseimage import build_base_image
+    from devstack.gitrepos import GitServer
+    from devstack.process import free_port
+    from devstack.registry import Registry
+
+    with state_dir(name) as root:
+        stack = root / "stack"  # the daemons' and the base image's state
+        registry, server = Registry(stack, free_port()), GitServer(stack, free_port())
+        with started(registry, server):
+            say("building the base image")
+            yield BuildStack(root, registry, server, build_base_image(stack, registry.host))
 
 
 class InlinePool:
@@ -118,110 +156,100 @@ class AppRepo:
 
 
 def bench(quick: bool = False) -> Section:
-    from devstack.baseimage import build_base_image
-    from devstack.gitrepos import GitServer
-    from devstack.process import free_port
-    from devstack.registry import Registry
     from handlers.build.run import build_push
     from handlers.build.storage import storage_driver
     from handlers.settings import BuildSettings, RegistryConfig, RepoConfig
 
     rounds = 2 if quick else 7
     section = Section("build", "Build")
-    with state_dir("build") as root:
-        stack = root / "stack"
-        registry, server = Registry(stack, free_port()), GitServer(stack, free_port())
-        with started(registry, server):
-            say("building the base image")
-            base = build_base_image(stack, registry.host)
-            url = server.create_repo("app")
-            app = AppRepo(url, root / "app")
-            git(root, "clone", "-q", url, str(app.work))
-            app.seed({"app/Dockerfile": DOCKERFILE.format(base=base), "app/index.html": "<h1>seed</h1>\n",
-                      "docs/index.md": "# Docs\n"})
-            image = f"{registry.host}/bench/app"
-            repo = RepoConfig.model_validate({"name": "app", "url": url, "branches": ["main"], "images": [
-                {"name": image, "context": "app", "tags": ["{short_sha}"]}]})
-            settings, registries = BuildSettings(), [RegistryConfig(host=registry.host, insecure=True)]
-            annotating = BuildSettings(oci_metadata="annotations")
-            ship_state, ann_state, direct_state = root / "shipline", root / "annotations", root / "direct"
-            fetched_state, plain_clone = root / "fetched", root / "plain.git"
-            git(root, "clone", "-q", "--bare", url, str(plain_clone))
-            choice = storage_driver(settings.storage_driver, ship_state / "buildah" / "storage")
-            say(f"storage driver: {choice.driver} ({choice.reason})")
+    with build_stack("build") as built:
+        root, registry, base = built.root, built.registry, built.base
+        app = built.app_repo({"app/Dockerfile": DOCKERFILE.format(base=base), "app/index.html": "<h1>seed</h1>\n",
+                              "docs/index.md": "# Docs\n"})
+        url = app.url
+        image = f"{registry.host}/bench/app"
+        repo = RepoConfig.model_validate({"name": "app", "url": url, "branches": ["main"], "images": [
+            {"name": image, "context": "app", "tags": ["{short_sha}"]}]})
+        settings, registries = BuildSettings(), [RegistryConfig(host=registry.host, insecure=True)]
+        annotating = BuildSettings(oci_metadata="annotations")
+        ship_state, ann_state, direct_state = root / "shipline", root / "annotations", root / "direct"
+        fetched_state, plain_clone = root / "fetched", root / "plain.git"
+        git(root, "clone", "-q", "--bare", url, str(plain_clone))
+        choice = storage_driver(settings.storage_driver, ship_state / "buildah" / "storage")
+        say(f"storage driver: {choice.driver} ({choice.reason})")
 
-            def shipline_round(n: int, annotated: bool = False) -> float:
-                event = app.push("app/index.html", f"<h1>round {n}{' annotated' if annotated else ''}</h1>\n")
-                began = time.perf_counter()
-                report = build_push(repo, event, settings=annotating if annotated else settings,
-                                    registries=registries, state_dir=ann_state if annotated else ship_state)
-                elapsed = time.perf_counter() - began
-                status = [i.status for i in report.images]
-                if status != ["built"]:
-                    raise RuntimeError(f"build_push did not build: {report.to_dict()}")
-                return elapsed
+        def shipline_round(n: int, annotated: bool = False) -> float:
+            event = app.push("app/index.html", f"<h1>round {n}{' annotated' if annotated else ''}</h1>\n")
+            began = time.perf_counter()
+            report = build_push(repo, event, settings=annotating if annotated else settings,
+                                registries=registries, state_dir=ann_state if annotated else ship_state)
+            elapsed = time.perf_counter() - began
+            status = [i.status for i in report.images]
+            if status != ["built"]:
+                raise RuntimeError(f"build_push did not build: {report.to_dict()}")
+            return elapsed
 
-            def direct_round(n: int, labels: dict[str, str] | None = None) -> float:
-                context = root / "direct-context"
-                context.mkdir(exist_ok=True)
-                dockerfile = DOCKERFILE.format(base=base)
-                (context / "Dockerfile").write_text(with_labels(dockerfile, labels or {}) or dockerfile)
-                side = "labelled" if labels else "direct"  # distinct content: no side reuses the other's COPY
-                (context / "index.html").write_text(f"<h1>{side} round {n}</h1>\n")
-                return direct_build(direct_state, choice.driver, context, f"{registry.host}/bench/direct:r{n}")
+        def direct_round(n: int, labels: dict[str, str] | None = None) -> float:
+            context = root / "direct-context"
+            context.mkdir(exist_ok=True)
+            dockerfile = DOCKERFILE.format(base=base)
+            (context / "Dockerfile").write_text(with_labels(dockerfile, labels or {}) or dockerfile)
+            side = "labelled" if labels else "direct"  # distinct content: no side reuses the other's COPY
+            (context / "index.html").write_text(f"<h1>{side} round {n}</h1>\n")
+            return direct_build(direct_state, choice.driver, context, f"{registry.host}/bench/direct:r{n}")
 
-            def labelled_round(n: int) -> float:
-                """The plain build given the same one ``LABEL`` instruction Shipline appends (three
-                OCI labels whose revision changes every round): what the labels cost, apart."""
-                return direct_round(n, {"org.opencontainers.image.revision": f"{n:040x}",
-                                        "org.opencontainers.image.source": url,
-                                        "org.opencontainers.image.created": f"2026-01-01T00:00:{n % 60:02d}Z"})
+        def labelled_round(n: int) -> float:
+            """The plain build given the same one ``LABEL`` instruction Shipline appends (three
+            OCI labels whose revision changes every round): what the labels cost, apart."""
+            return direct_round(n, {"org.opencontainers.image.revision": f"{n:040x}",
+                                    "org.opencontainers.image.source": url,
+                                    "org.opencontainers.image.created": f"2026-01-01T00:00:{n % 60:02d}Z"})
 
-            def annotated_round(n: int) -> float:
-                return shipline_round(n, annotated=True)
+        def annotated_round(n: int) -> float:
+            return shipline_round(n, annotated=True)
 
-            def fetched_round(n: int) -> float:
-                """A plain pipeline's own source step: fetch the pushed branch, export the commit."""
-                event = app.push("app/index.html", f"<h1>round {n} fetched</h1>\n")
-                context = root / f"fetched-context-{n}"
-                began = time.perf_counter()
-                git(plain_clone, "fetch", "-q", "origin", "+refs/heads/main:refs/heads/main")
-                context.mkdir()
-                archive = subprocess.run(["git", "--git-dir", str(plain_clone), "archive", event.after, "app"],
-                                         check=True, capture_output=True).stdout
-                subprocess.run(["tar", "-x", "-C", str(context)], input=archive, check=True)
-                fetching = time.perf_counter() - began
-                fetches.append(fetching)
-                return fetching + direct_build(fetched_state, choice.driver, context / "app",
-                                               f"{registry.host}/bench/fetched:r{n}")
+        def fetched_round(n: int) -> float:
+            """A plain pipeline's own source step: fetch the pushed branch, export the commit."""
+            event = app.push("app/index.html", f"<h1>round {n} fetched</h1>\n")
+            context = root / f"fetched-context-{n}"
+            began = time.perf_counter()
+            git(plain_clone, "fetch", "-q", "origin", "+refs/heads/main:refs/heads/main")
+            context.mkdir()
+            archive = subprocess.run(["git", "--git-dir", str(plain_clone), "archive", event.after, "app"],
+                                     check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(context)], input=archive, check=True)
+            fetching = time.perf_counter() - began
+            fetches.append(fetching)
+            return fetching + direct_build(fetched_state, choice.driver, context / "app",
+                                           f"{registry.host}/bench/fetched:r{n}")
 
-            say("warm-up round (pulls the base image into each storage)")
-            fetches: list[float] = []
-            shipline_round(0)
-            annotated_round(0)
-            direct_round(0)
-            fetched_round(0)
-            ship, annotated, direct, labelled, fetched = [], [], [], [], []
-            for n in range(1, rounds + 1):
-                order = [(ship, shipline_round), (annotated, annotated_round), (direct, direct_round),
-                         (labelled, labelled_round), (fetched, fetched_round)]
-                for bucket, fn in order[n % 5:] + order[:n % 5]:  # each side goes first in turn
-                    bucket.append(fn(n))
-                say(f"round {n}: Shipline {ship[-1]:.2f} s, Shipline (annotations) {annotated[-1]:.2f} s, "
-                    f"direct {direct[-1]:.2f} s, direct + LABEL {labelled[-1]:.2f} s, "
-                    f"fetch + export + direct {fetched[-1]:.2f} s")
-            phases = profile_phases(lambda: shipline_round(rounds + 1))
+        say("warm-up round (pulls the base image into each storage)")
+        fetches: list[float] = []
+        shipline_round(0)
+        annotated_round(0)
+        direct_round(0)
+        fetched_round(0)
+        ship, annotated, direct, labelled, fetched = [], [], [], [], []
+        for n in range(1, rounds + 1):
+            order = [(ship, shipline_round), (annotated, annotated_round), (direct, direct_round),
+                     (labelled, labelled_round), (fetched, fetched_round)]
+            for bucket, fn in order[n % 5:] + order[:n % 5]:  # each side goes first in turn
+                bucket.append(fn(n))
+            say(f"round {n}: Shipline {ship[-1]:.2f} s, Shipline (annotations) {annotated[-1]:.2f} s, "
+                f"direct {direct[-1]:.2f} s, direct + LABEL {labelled[-1]:.2f} s, "
+                f"fetch + export + direct {fetched[-1]:.2f} s")
+        phases = profile_phases(lambda: shipline_round(rounds + 1))
 
-            docs = []
-            for n in range(rounds + 3):
-                event = app.push("docs/index.md", f"# Docs, edit {n}\n")
-                began = time.perf_counter()
-                report = build_push(repo, event, settings=settings, registries=registries, state_dir=ship_state)
-                docs.append(time.perf_counter() - began)
-                if report.images or not report.nothing_to_build_reason:
-                    raise RuntimeError(f"a docs-only push built something: {report.to_dict()}")
-            reason = report.nothing_to_build_reason
-            say(f"docs-only pushes: {', '.join(f'{d * 1000:.0f}' for d in docs)} ms")
+        docs = []
+        for n in range(rounds + 3):
+            event = app.push("docs/index.md", f"# Docs, edit {n}\n")
+            began = time.perf_counter()
+            report = build_push(repo, event, settings=settings, registries=registries, state_dir=ship_state)
+            docs.append(time.perf_counter() - began)
+            if report.images or not report.nothing_to_build_reason:
+                raise RuntimeError(f"a docs-only push built something: {report.to_dict()}")
+        reason = report.nothing_to_build_reason
+        say(f"docs-only pushes: {', '.join(f'{d * 1000:.0f}' for d in docs)} ms")
     s, d, a = median(ship), median(direct), median(annotated)
     section.row(f"build + push, median ({choice.driver}), OCI keys as labels (default)", ms(s),
                 baseline=f"{ms(d)} (`buildah bud` + `push`, {choice.driver})", ratio=f"{s / d:.3f}×",

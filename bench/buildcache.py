@@ -17,8 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.build import DOCKERFILE, AppRepo, buildah, direct_build
-from bench.common import Section, git, median, ms, run, say, started, state_dir
+from bench.build import DOCKERFILE, build_stack, buildah, direct_build
+from bench.common import Section, median, ms, run, say
 
 
 def image_count(storage: Path, driver: str) -> int:
@@ -34,10 +34,6 @@ def disk_mb(storage: Path) -> float:
 
 
 def bench(quick: bool = False) -> Section:
-    from devstack.baseimage import build_base_image
-    from devstack.gitrepos import GitServer
-    from devstack.process import free_port
-    from devstack.registry import Registry
     from handlers.build.builder import BuildahBuilder
     from handlers.build.run import build_push
     from handlers.build.storage import storage_driver
@@ -45,71 +41,66 @@ def bench(quick: bool = False) -> Section:
 
     history, rounds = (20, 3) if quick else (150, 7)
     section = Section("buildcache", "Build cache")
-    with state_dir("buildcache") as root:
-        stack = root / "stack"
-        registry, server = Registry(stack, free_port()), GitServer(stack, free_port())
-        with started(registry, server):
-            base = build_base_image(stack, registry.host)
-            url = server.create_repo("app")
-            app = AppRepo(url, root / "app")
-            git(root, "clone", "-q", url, str(app.work))
-            app.seed({"app/Dockerfile": DOCKERFILE.format(base=base), "app/index.html": "<h1>seed</h1>\n"})
-            image = f"{registry.host}/bench/app"
-            repo = RepoConfig.model_validate({"name": "app", "url": url, "branches": ["main"], "images": [
-                {"name": image, "context": "app", "tags": ["{short_sha}"]}]})
-            settings, registries = BuildSettings(), [RegistryConfig(host=registry.host, insecure=True)]
-            ship_state, kept_state, fresh_state = root / "shipline", root / "unpruned", root / "fresh"
-            driver = storage_driver(settings.storage_driver, ship_state / "buildah" / "storage").driver
-            builder = BuildahBuilder(state_dir=ship_state, registries=registries)
-            context = root / "history"
-            context.mkdir()
-            (context / "Dockerfile").write_text(DOCKERFILE.format(base=base))
+    with build_stack("buildcache") as built:
+        root, registry, base = built.root, built.registry, built.base
+        app = built.app_repo({"app/Dockerfile": DOCKERFILE.format(base=base), "app/index.html": "<h1>seed</h1>\n"})
+        url = app.url
+        image = f"{registry.host}/bench/app"
+        repo = RepoConfig.model_validate({"name": "app", "url": url, "branches": ["main"], "images": [
+            {"name": image, "context": "app", "tags": ["{short_sha}"]}]})
+        settings, registries = BuildSettings(), [RegistryConfig(host=registry.host, insecure=True)]
+        ship_state, kept_state, fresh_state = root / "shipline", root / "unpruned", root / "fresh"
+        driver = storage_driver(settings.storage_driver, ship_state / "buildah" / "storage").driver
+        builder = BuildahBuilder(state_dir=ship_state, registries=registries)
+        context = root / "history"
+        context.mkdir()
+        (context / "Dockerfile").write_text(DOCKERFILE.format(base=base))
 
-            say(f"{history} earlier builds into Shipline's and the unpruned storage ({driver})")
-            for n in range(history):
-                for side, state, name in ((0, ship_state, image), (1, kept_state, f"{registry.host}/bench/kept")):
-                    (context / "index.html").write_text(f"<h1>history {n} {side}</h1>\n")
-                    run([*buildah(state, driver), "bud", "--isolation", "chroot", "--layers", "--force-rm",
-                         "--tls-verify=false", "-f", str(context / "Dockerfile"), "-t", f"{name}:h{n}", str(context)])
-            counts_before = image_count(ship_state, driver), image_count(kept_state, driver)
-            disk_before = disk_mb(ship_state), disk_mb(kept_state)
+        say(f"{history} earlier builds into Shipline's and the unpruned storage ({driver})")
+        for n in range(history):
+            for side, state, name in ((0, ship_state, image), (1, kept_state, f"{registry.host}/bench/kept")):
+                (context / "index.html").write_text(f"<h1>history {n} {side}</h1>\n")
+                run([*buildah(state, driver), "bud", "--isolation", "chroot", "--layers", "--force-rm",
+                     "--tls-verify=false", "-f", str(context / "Dockerfile"), "-t", f"{name}:h{n}", str(context)])
+        counts_before = image_count(ship_state, driver), image_count(kept_state, driver)
+        disk_before = disk_mb(ship_state), disk_mb(kept_state)
+        began = time.perf_counter()
+        catch_up = builder.prune([image], settings.cache_keep or 0)
+        catch_up_s = time.perf_counter() - began
+        say(f"catch-up prune: {catch_up.before} → {catch_up.after} images in {catch_up_s:.1f} s")
+
+        def shipline_round(n: int) -> float:
+            event = app.push("app/index.html", f"<h1>round {n}</h1>\n")
             began = time.perf_counter()
-            catch_up = builder.prune([image], settings.cache_keep or 0)
-            catch_up_s = time.perf_counter() - began
-            say(f"catch-up prune: {catch_up.before} → {catch_up.after} images in {catch_up_s:.1f} s")
+            report = build_push(repo, event, settings=settings, registries=registries, state_dir=ship_state)
+            elapsed = time.perf_counter() - began
+            if [i.status for i in report.images] != ["built"]:
+                raise RuntimeError(f"build_push did not build: {report.to_dict()}")
+            return elapsed
 
-            def shipline_round(n: int) -> float:
-                event = app.push("app/index.html", f"<h1>round {n}</h1>\n")
-                began = time.perf_counter()
-                report = build_push(repo, event, settings=settings, registries=registries, state_dir=ship_state)
-                elapsed = time.perf_counter() - began
-                if [i.status for i in report.images] != ["built"]:
-                    raise RuntimeError(f"build_push did not build: {report.to_dict()}")
-                return elapsed
+        def plain_round(state: Path, side: str, n: int) -> float:
+            ctx = root / f"{side}-context"
+            ctx.mkdir(exist_ok=True)
+            (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=base))
+            (ctx / "index.html").write_text(f"<h1>{side} round {n}</h1>\n")
+            return direct_build(state, driver, ctx, f"{registry.host}/bench/{side}:r{n}")
 
-            def plain_round(state: Path, side: str, n: int) -> float:
-                ctx = root / f"{side}-context"
-                ctx.mkdir(exist_ok=True)
-                (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=base))
-                (ctx / "index.html").write_text(f"<h1>{side} round {n}</h1>\n")
-                return direct_build(state, driver, ctx, f"{registry.host}/bench/{side}:r{n}")
-
-            steady: list[float] = []
-            shipline_round(0)
-            plain_round(kept_state, "kept", 0)
-            plain_round(fresh_state, "fresh", 0)
-            ship, kept, fresh = [], [], []
-            for n in range(1, rounds + 1):
-                order = [(ship, lambda n=n: shipline_round(n)), (kept, lambda n=n: plain_round(kept_state, "kept", n)),
-                         (fresh, lambda n=n: plain_round(fresh_state, "fresh", n))]
-                for bucket, fn in order[n % 3:] + order[:n % 3]:
-                    bucket.append(fn())
-                began = time.perf_counter()
-                builder.prune([image], settings.cache_keep or 0)  # the worker's tick, between builds
-                steady.append(time.perf_counter() - began)
-                say(f"round {n}: Shipline {ship[-1]:.2f} s, unpruned {kept[-1]:.2f} s, fresh {fresh[-1]:.2f} s")
-            counts_after = image_count(ship_state, driver), image_count(kept_state, driver)
-            disk_after = disk_mb(ship_state), disk_mb(kept_state)
+        steady: list[float] = []
+        shipline_round(0)
+        plain_round(kept_state, "kept", 0)
+        plain_round(fresh_state, "fresh", 0)
+        ship, kept, fresh = [], [], []
+        for n in range(1, rounds + 1):
+            order = [(ship, lambda n=n: shipline_round(n)), (kept, lambda n=n: plain_round(kept_state, "kept", n)),
+                     (fresh, lambda n=n: plain_round(fresh_state, "fresh", n))]
+            for bucket, fn in order[n % 3:] + order[:n % 3]:
+                bucket.append(fn())
+            began = time.perf_counter()
+            builder.prune([image], settings.cache_keep or 0)  # the worker's tick, between builds
+            steady.append(time.perf_counter() - began)
+            say(f"round {n}: Shipline {ship[-1]:.2f} s, unpruned {kept[-1]:.2f} s, fresh {fresh[-1]:.2f} s")
+        counts_after = image_count(ship_state, driver), image_count(kept_state, driver)
+        disk_after = disk_mb(ship_state), disk_mb(kept_state)
 
     s, k, f = median(ship), median(kept), median(fresh)
     section.row(f"build + push after {history} earlier builds: Shipline (pruned to `cache_keep: "

@@ -16,7 +16,8 @@ import resource
 import time
 from pathlib import Path
 
-from bench.common import Section, git, median, say, started, state_dir
+from bench.build import build_stack
+from bench.common import Section, git, median, say
 
 IMAGES = 4
 DOCKERFILE = """FROM {base}
@@ -41,13 +42,9 @@ def node_cpu_seconds(cgroup_root: str) -> float:
 
 
 def bench(quick: bool = False) -> Section:
-    from devstack.baseimage import build_base_image
     from devstack.buildjobs import provision, push_builder_image
-    from devstack.gitrepos import GitServer
     from devstack.kube import KubeCluster
-    from devstack.process import free_port
     from devstack.realnode import RealNode, selector
-    from devstack.registry import Registry
     from handlers.build.run import build_push
     from handlers.build.storage import storage_driver
     from handlers.events import GitPushed
@@ -55,80 +52,78 @@ def bench(quick: bool = False) -> Section:
 
     rounds = 1 if quick else 3
     section = Section("buildjobs", "Build backends: local vs Kubernetes Jobs")
-    with state_dir("buildjobs") as root:
+    with build_stack("buildjobs") as built:
+        root, registry, server, base = built.root, built.registry, built.server, built.base
         stack = root / "stack"
-        registry, server = Registry(stack, free_port()), GitServer(stack, free_port())
-        with started(registry, server):
-            base = build_base_image(stack, registry.host)
-            say("starting the control plane and the real node")
-            cluster = KubeCluster.start(root / "kube")
-            node = RealNode.start(cluster, registry_host=registry.host, images_state_dir=stack, probe_image=base,
-                                  relay_ports=[server.port])
-            try:
-                say("building the builder image (Debian base + buildah)")
-                builder_image = push_builder_image(stack, registry.host)
-                provision(cluster.kubeconfig)
-                url = server.create_repo("app")
-                work = root / "app"
-                git(root, "clone", "-q", url, str(work))
-                names = [f"svc{i}" for i in range(IMAGES)]
-                repo = RepoConfig.model_validate({"name": "app", "url": url, "branches": ["main"], "images": [
-                    {"name": f"{registry.host}/bench/{n}", "context": n, "tags": ["{short_sha}"]} for n in names]})
-                registries = [RegistryConfig(host=registry.host, insecure=True)]
-                place = selector()
-                job = JobBuildSettings(image=builder_image, cluster=ClusterConfig(kubeconfig=cluster.kubeconfig),
-                                       host_network=True, node_selector=place["nodeSelector"],
-                                       tolerations=place["tolerations"], requests={"cpu": "100m", "memory": "128Mi"},
-                                       limits={"memory": "1Gi"})
-                backends = {"local": BuildSettings(parallelism=IMAGES),
-                            "job": BuildSettings(parallelism=IMAGES, backend="job", job=job)}
-                counter = iter(range(10_000))
+        say("starting the control plane and the real node")
+        cluster = KubeCluster.start(root / "kube")
+        node = RealNode.start(cluster, registry_host=registry.host, images_state_dir=stack, probe_image=base,
+                              relay_ports=[server.port])
+        try:
+            say("building the builder image (Debian base + buildah)")
+            builder_image = push_builder_image(stack, registry.host)
+            provision(cluster.kubeconfig)
+            url = server.create_repo("app")
+            work = root / "app"
+            git(root, "clone", "-q", url, str(work))
+            names = [f"svc{i}" for i in range(IMAGES)]
+            repo = RepoConfig.model_validate({"name": "app", "url": url, "branches": ["main"], "images": [
+                {"name": f"{registry.host}/bench/{n}", "context": n, "tags": ["{short_sha}"]} for n in names]})
+            registries = [RegistryConfig(host=registry.host, insecure=True)]
+            place = selector()
+            job = JobBuildSettings(image=builder_image, cluster=ClusterConfig(kubeconfig=cluster.kubeconfig),
+                                   host_network=True, node_selector=place["nodeSelector"],
+                                   tolerations=place["tolerations"], requests={"cpu": "100m", "memory": "128Mi"},
+                                   limits={"memory": "1Gi"})
+            backends = {"local": BuildSettings(parallelism=IMAGES),
+                        "job": BuildSettings(parallelism=IMAGES, backend="job", job=job)}
+            counter = iter(range(10_000))
 
-                def push_all() -> GitPushed:
-                    n = next(counter)
-                    before = git(work, "rev-parse", "HEAD").strip() if n else "0" * 40
-                    for name in names:
-                        (work / name).mkdir(exist_ok=True)
-                        (work / name / "Dockerfile").write_text(DOCKERFILE.format(base=base))
-                        (work / name / "round.txt").write_text(f"round {n}\n")
-                    git(work, "add", "-A")
-                    git(work, "commit", "-qm", f"round {n}")
-                    git(work, "push", "-q", "origin", "HEAD:main")
-                    after = git(work, "rev-parse", "HEAD").strip()
-                    return GitPushed(repo="bench/app", ref="refs/heads/main", before=before, after=after,
-                                     changed_paths=(), pusher="bench", delivery_id=after[:12], source="gitea",
-                                     clone_url=url)
+            def push_all() -> GitPushed:
+                n = next(counter)
+                before = git(work, "rev-parse", "HEAD").strip() if n else "0" * 40
+                for name in names:
+                    (work / name).mkdir(exist_ok=True)
+                    (work / name / "Dockerfile").write_text(DOCKERFILE.format(base=base))
+                    (work / name / "round.txt").write_text(f"round {n}\n")
+                git(work, "add", "-A")
+                git(work, "commit", "-qm", f"round {n}")
+                git(work, "push", "-q", "origin", "HEAD:main")
+                after = git(work, "rev-parse", "HEAD").strip()
+                return GitPushed(repo="bench/app", ref="refs/heads/main", before=before, after=after,
+                                 changed_paths=(), pusher="bench", delivery_id=after[:12], source="gitea",
+                                 clone_url=url)
 
-                def one_round(backend: str) -> dict[str, float]:
-                    event = push_all()
-                    cpu0, node0, began = worker_cpu_seconds(), node_cpu_seconds(
-                        node.layout.cgroup_root), time.perf_counter()
-                    report = build_push(repo, event, settings=backends[backend], registries=registries,
-                                        state_dir=root / f"worker-{backend}")
-                    wall = time.perf_counter() - began
-                    statuses = [i.status for i in report.images]
-                    if statuses != ["built"] * IMAGES:
-                        raise RuntimeError(f"{backend}: not every image built: {report.to_dict()}")
-                    return {"wall": wall, "worker_cpu": worker_cpu_seconds() - cpu0,
-                            "node_cpu": node_cpu_seconds(node.layout.cgroup_root) - node0}
+            def one_round(backend: str) -> dict[str, float]:
+                event = push_all()
+                cpu0, node0, began = worker_cpu_seconds(), node_cpu_seconds(
+                    node.layout.cgroup_root), time.perf_counter()
+                report = build_push(repo, event, settings=backends[backend], registries=registries,
+                                    state_dir=root / f"worker-{backend}")
+                wall = time.perf_counter() - began
+                statuses = [i.status for i in report.images]
+                if statuses != ["built"] * IMAGES:
+                    raise RuntimeError(f"{backend}: not every image built: {report.to_dict()}")
+                return {"wall": wall, "worker_cpu": worker_cpu_seconds() - cpu0,
+                        "node_cpu": node_cpu_seconds(node.layout.cgroup_root) - node0}
 
-                # Resolved once up front: four threads probing a fresh storage at once trip over each
-                # other (handlers.build.storage's probe directory).
-                storage_driver("auto", root / "worker-local" / "buildah" / "storage")
-                say("warm-up round on each side (base image into the local storage, builder image onto the node)")
-                one_round("local")
-                one_round("job")
-                results: dict[str, list[dict[str, float]]] = {"local": [], "job": []}
-                for n in range(rounds):
-                    order = ["local", "job"] if n % 2 == 0 else ["job", "local"]
-                    for backend in order:
-                        results[backend].append(one_round(backend))
-                    say(f"round {n + 1}: " + ", ".join(
-                        f"{b} {results[b][-1]['wall']:.1f} s wall, {results[b][-1]['worker_cpu']:.2f} s worker CPU"
-                        for b in ("local", "job")))
-            finally:
-                node.stop()
-                cluster.stop()
+            # Resolved once up front: four threads probing a fresh storage at once trip over each
+            # other (handlers.build.storage's probe directory).
+            storage_driver("auto", root / "worker-local" / "buildah" / "storage")
+            say("warm-up round on each side (base image into the local storage, builder image onto the node)")
+            one_round("local")
+            one_round("job")
+            results: dict[str, list[dict[str, float]]] = {"local": [], "job": []}
+            for n in range(rounds):
+                order = ["local", "job"] if n % 2 == 0 else ["job", "local"]
+                for backend in order:
+                    results[backend].append(one_round(backend))
+                say(f"round {n + 1}: " + ", ".join(
+                    f"{b} {results[b][-1]['wall']:.1f} s wall, {results[b][-1]['worker_cpu']:.2f} s worker CPU"
+                    for b in ("local", "job")))
+        finally:
+            node.stop()
+            cluster.stop()
     _report(section, results, rounds)
     return section
 
