@@ -34,6 +34,7 @@ from typing import Protocol
 
 from handlers.build import prune, storage
 from handlers.build.errors import (
+    BuilderGlitch,
     BuildFailed,
     BuildTimeout,
     PushDenied,
@@ -51,6 +52,10 @@ from handlers.settings import RegistryConfig
 PUSH_TIMEOUT_SECONDS = 600.0
 """Per tag; past it the push is killed and counts as a transient registry failure."""
 _DENIED = re.compile(r"unauthorized|denied|authentication required|forbidden", re.IGNORECASE)
+_GLITCH = re.compile(r"sealing memfd copy: Device or resource busy")
+"""buildah's chroot copies itself into a sealed memfd before each ``RUN``; the kernel can refuse the
+seal for a moment (EBUSY while a page of it is still referenced). Seen once in about a thousand
+builds here; the same build then succeeds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +220,11 @@ class BuildahBuilder:
             why = f"timeout: build exceeded {spec.timeout_seconds:g}s; its processes were killed"
             raise BuildTimeout(why, tail=_tail(log)) from exc
         if code != 0:
-            raise BuildFailed(f"buildah bud exited {code}", tail=_tail(log))
+            tail = _tail(log)
+            if _GLITCH.search(log_tail(tail, 4)):
+                raise BuilderGlitch(f"buildah bud exited {code} on a host error, not the Dockerfile's: "
+                                    f"{_GLITCH.pattern}; the build is retried")
+            raise BuildFailed(f"buildah bud exited {code}", tail=tail)
 
     def _push_all(self, spec: BuildSpec, authfile: Path | None, log: Path,
                   should_continue: Callable[[], bool]) -> str:

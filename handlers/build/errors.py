@@ -43,5 +43,10 @@ class RegistryUnavailable(TransientError):
     """The registry is unreachable, slow or answered 5xx/429."""
 
 
+class BuilderGlitch(TransientError):
+    """buildah failed on the host, not on the Dockerfile (a known transient kernel refusal):
+    the same build is retried."""
+
+
 class Superseded(ShiplineError):
     """A newer push to the same ref arrived; the build was stopped on purpose."""

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from handlers.build.builder import BuildahBuilder, BuildSpec
 from handlers.build.cache import BuildIndex
+from handlers.build.errors import BuilderGlitch, BuildFailed
 from handlers.build.report import BuildIncomplete
+from handlers.errors import TransientError
 from handlers.events import ZERO_SHA
 from handlers.secrets import SecretRef
 from handlers.settings import RegistryConfig
@@ -69,3 +72,34 @@ def test_credentials_go_to_a_private_authfile_never_to_argv(tmp_path: Path) -> N
     assert argv[argv.index("--authfile") + 1] == str(authfile)
     assert argv[argv.index("--build-arg"):argv.index("--build-arg") + 2] == ["--build-arg", "A=b"]
     assert "--tls-verify=true" in argv and argv[argv.index("--target"):][:2] == ["--target", "prod"]
+
+
+FAILING_BUILDAH = """#!/bin/sh
+echo 'STEP 2/2: RUN true'
+echo '{line}' >&2
+echo 'Error: building at STEP "RUN true": exit status 1' >&2
+exit 1
+"""
+
+
+@pytest.mark.parametrize(("line", "error"), [
+    ("Close_Fd sealing memfd copy: Device or resource busy", BuilderGlitch),
+    ("/bin/sh: false: exit status 1", BuildFailed),
+])
+def test_a_host_glitch_in_buildah_is_retried_and_a_dockerfile_failure_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, error: type[Exception]) -> None:
+    """The kernel's refusal to seal buildah's memfd (seen once in about a thousand builds) cannot
+    be provoked on purpose: a stand-in ``buildah`` prints what the real one did then."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "buildah").write_text(FAILING_BUILDAH.format(line=line))
+    (bin_dir / "buildah").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nRUN true\n")
+    builder = BuildahBuilder(state_dir=tmp_path / "state", registries=[], storage_driver="vfs")
+    spec = BuildSpec(image="reg.example/app", tags=("1",), context=tmp_path, dockerfile=tmp_path / "Dockerfile",
+                     timeout_seconds=30)
+    with pytest.raises(error) as caught:
+        builder.build(spec, log=tmp_path / "build.log", should_continue=lambda: True)
+    assert type(caught.value) is error
+    assert isinstance(caught.value, TransientError) == (error is BuilderGlitch)
