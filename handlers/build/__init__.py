@@ -11,6 +11,8 @@ Retry policy (what the caller does with each outcome):
     (``GET /v2/`` before any build, so a doomed build never starts), checking, re-tagging or
     pushing (``buildah push`` failing without an auth error, or exceeding
     ``PUSH_TIMEOUT_SECONDS``);
+  * ``BuilderGlitch``: ``buildah bud`` failed on a known transient host error, not on the
+    Dockerfile (the kernel refusing to seal buildah's memfd copy of itself);
   * ``BuildIncomplete``: raised by ``build_push`` *after* every image ran when at least one image
     failed transiently; it carries the full ``report``. Retrying is cheap: images already pushed
     are found by the content-addressed index and only re-tagged.
