@@ -1,5 +1,7 @@
 """The local build storage, pruned in the background (``handlers.build.prune``) from each worker's
-reconcile loop: at most once a minute per process, only while no build is using the storage."""
+reconcile loop: at most once a minute per process, only while no build is using the storage.
+"Own" images are the configured ones and every image the build index has a record of (an image
+renamed in the config keeps only its newest builds too)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import time
 from collections.abc import Callable
 
 from handlers.build.builder import BuildahBuilder, PruneResult
+from handlers.build.cache import BuildIndex
 from handlers.build.prune import StorageUnreadable
+from service import metrics
 from service.config import Config
 
 log = logging.getLogger("shipline.build")
@@ -31,12 +35,16 @@ class BuildCacheJanitor:
         self._next = self.clock() + self.interval
         builder = BuildahBuilder(state_dir=self.config.state_dir, registries=self.config.registries,
                                  storage_driver=settings.storage_driver)
-        own = [image.name for repo in self.config.repos for image in repo.images]
+        configured = {image.name for repo in self.config.repos for image in repo.images}
+        own = sorted(configured | BuildIndex(self.config.state_dir).images())  # renamed images too
         try:
             result = builder.prune(own, settings.cache_keep)
         except StorageUnreadable as exc:
             log.warning("build cache not pruned: %s", exc)
             return None
+        if not result.busy:
+            metrics.BUILD_STORAGE_IMAGES.set(result.after)
+            metrics.BUILD_STORAGE_PRUNED.inc(max(0, result.before - result.after))
         if result.before != result.after or result.error:
             log.info("build cache pruned: %d → %d images in the buildah storage%s", result.before, result.after,
                      f" (not all removed: {result.error})" if result.error else "",

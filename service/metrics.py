@@ -27,6 +27,9 @@ QUEUE_DEPTH = Gauge("shipline_queue_depth", "Messages waiting per stage queue (r
                     multiprocess_mode="mostrecent")
 QUEUE_DELAYED = Gauge("shipline_queue_delayed", "Messages waiting for a retry's backoff, per stage queue",
                       ["queue"], multiprocess_mode="mostrecent")
+BUILD_STORAGE_IMAGES = Gauge("shipline_build_storage_images", "Images in the local buildah storage after the "
+                             "last prune (build.cache_keep)", multiprocess_mode="mostrecent")
+BUILD_STORAGE_PRUNED = Counter("shipline_build_storage_pruned_total", "Images removed from the local buildah storage")
 BACKLOG = Gauge("shipline_backlog_events", "Accepted events not yet in a final state (the receiver answers "
                 "503 past redis.max_backlog)", multiprocess_mode="mostrecent")
 

@@ -13,6 +13,7 @@ only after one ``HEAD`` shows the manifest is still in the registry.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -88,6 +89,17 @@ class BuildIndex:
         tmp.write_text(json.dumps(asdict(record), indent=2))
         os.replace(tmp, path)
         return record
+
+    def images(self) -> set[str]:
+        """Every image with a recorded build (one record read per image)."""
+        found: set[str] = set()
+        for folder in self.root.iterdir() if self.root.is_dir() else ():
+            record = next(folder.glob("*.json"), None) if folder.is_dir() else None
+            if record is None:
+                continue
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                found.add(str(json.loads(record.read_text())["image"]))
+        return found
 
     def forget(self, image: str, key: str) -> None:
         self._path(image, key).unlink(missing_ok=True)

@@ -8,8 +8,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from handlers.build.builder import BuildahBuilder, PruneResult
+from handlers.build.cache import BuildIndex
 from handlers.settings import BuildSettings, RepoConfig
 from service.buildcache import BuildCacheJanitor
 
@@ -42,7 +44,16 @@ def test_prunes_every_configured_image_at_most_once_per_interval(tmp_path: Path,
     assert janitor.tick() is None
     now[0] += 2
     janitor.tick()
-    assert prunes == [(["reg.example/shop/frontend", "reg.example/shop/backend"], 4)] * 2
+    assert prunes == [(["reg.example/shop/backend", "reg.example/shop/frontend"], 4)] * 2
+    assert REGISTRY.get_sample_value("shipline_build_storage_images") == 2
+
+
+def test_an_image_built_before_but_no_longer_configured_is_pruned_too(tmp_path: Path,
+                                                                      prunes: list[tuple[list[str], int]]) -> None:
+    BuildIndex(tmp_path).put(image="reg.example/shop/old-name", key="k" * 64, digest="sha256:" + "0" * 64,
+                             tag="abc1234", sha="a" * 40)
+    BuildCacheJanitor(config(tmp_path)).tick()
+    assert prunes == [(["reg.example/shop/backend", "reg.example/shop/frontend", "reg.example/shop/old-name"], 10)]
 
 
 @pytest.mark.parametrize("build", [{"cache_keep": None}, {"backend": "job", "job": {"image": "reg.example/b:1"}}])
