@@ -69,10 +69,8 @@ def plan(images: Iterable[StoredImage], parents: Mapping[str, str | None], own: 
     for image in images:
         for repository in {_repository(name) for name in image.names} & repositories:
             newest.setdefault(repository, []).append(image)
-    old: dict[str, StoredImage] = {}
-    for built in newest.values():
-        for image in sorted(built, key=lambda i: i.created, reverse=True)[keep:]:
-            old[image.id] = image
+    recent = {i.id for built in newest.values() for i in sorted(built, key=lambda i: i.created, reverse=True)[:keep]}
+    old = {i.id: i for built in newest.values() for i in built if i.id not in recent}  # recent anywhere: kept
     kept_named = [i for i in images if i.names and i.id not in old]
     needed = _chains((i.top_layer for i in kept_named), parents)
     old_names = tuple(name for image in old.values() for name in image.names)

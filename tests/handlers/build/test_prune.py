@@ -48,6 +48,9 @@ def test_plan_counts_each_repository_apart_and_removes_every_name_of_an_old_buil
               image("b-only", "L3", "reg.example/shop/b:1", created="0")]
     chosen = plan(images, parents, ["reg.example/shop/a", "reg.example/shop/b"], keep=1)
     assert set(chosen.names) == {"reg.example/shop/a:1", "reg.example/shop/a:v1.0.0"} and chosen.ids == ()
+    also_b = [*images[:2], image("b-new", "L3", "reg.example/shop/b:2", "reg.example/shop/a:0", created="0")]
+    assert plan(also_b, parents, ["reg.example/shop/a", "reg.example/shop/b"], keep=1).names == (
+        "reg.example/shop/a:1", "reg.example/shop/a:v1.0.0"), "the newest of b stays, though old as an a"
 
 
 def test_unreadable_storage_records_prune_nothing(tmp_path: Path) -> None:
