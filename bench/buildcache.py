@@ -71,6 +71,7 @@ def bench(quick: bool = False) -> Section:
         disk_before = disk_mb(ship_state), disk_mb(kept_state)
         began = time.perf_counter()
         catch_up = builder.prune([image], settings.cache_keep or 0)
+        assert catch_up is not None, "nothing else uses this storage"
         catch_up_s = time.perf_counter() - began
         say(f"catch-up prune: {catch_up.before} → {catch_up.after} images in {catch_up_s:.1f} s")
 

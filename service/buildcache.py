@@ -1,5 +1,6 @@
 """The local build storage, pruned in the background (``handlers.build.prune``) from each worker's
-reconcile loop: at most once a minute per process, only while no build is using the storage.
+reconcile loop: at most once a minute per process, while no build is using the storage, or, after
+ten minutes of builds that kept overlapping, while they run (sparing what a running build made).
 "Own" images are the configured ones and every image the build index has a record of (an image
 renamed in the config keeps only its newest builds too)."""
 
@@ -17,6 +18,9 @@ from service.config import Config
 
 log = logging.getLogger("shipline.build")
 PRUNE_INTERVAL_SECONDS = 60.0
+PRUNE_OVERDUE_SECONDS = 600.0
+"""After this long without a prune (builds kept overlapping), prune while they run, sparing
+every image younger than the build time limit."""
 
 
 class BuildCacheJanitor:
@@ -26,6 +30,7 @@ class BuildCacheJanitor:
         self.interval = interval
         self.clock = clock
         self._next = 0.0
+        self._pruned_at = clock()
 
     def tick(self) -> PruneResult | None:
         """Prune when due and configured (``build.cache_keep``, the local backend); None otherwise."""
@@ -37,14 +42,18 @@ class BuildCacheJanitor:
                                  storage_driver=settings.storage_driver)
         configured = {image.name for repo in self.config.repos for image in repo.images}
         own = sorted(configured | BuildIndex(self.config.state_dir).images())  # renamed images too
+        overdue = self.clock() - self._pruned_at >= PRUNE_OVERDUE_SECONDS
         try:
-            result = builder.prune(own, settings.cache_keep)
+            result = builder.prune(own, settings.cache_keep,
+                                   busy_spare_seconds=settings.timeout_seconds + 60 if overdue else None)
         except StorageUnreadable as exc:
             log.warning("build cache not pruned: %s", exc)
             return None
-        if not result.busy:
-            metrics.BUILD_STORAGE_IMAGES.set(result.after)
-            metrics.BUILD_STORAGE_PRUNED.inc(max(0, result.before - result.after))
+        if result is None:  # a build is running: next time
+            return None
+        self._pruned_at = self.clock()
+        metrics.BUILD_STORAGE_IMAGES.set(result.after)
+        metrics.BUILD_STORAGE_PRUNED.inc(max(0, result.before - result.after))
         if result.before != result.after or result.error:
             log.info("build cache pruned: %d → %d images in the buildah storage%s", result.before, result.after,
                      f" (not all removed: {result.error})" if result.error else "",

@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -90,7 +91,8 @@ class BuildSpec:
 
 @dataclass(frozen=True, slots=True)
 class PruneResult:
-    """Images in the storage before and after a prune; ``busy``: a build held it, nothing done."""
+    """Images in the storage before and after a prune; ``busy``: a build held the storage, so only
+    what was old enough to spare a running build was removed."""
 
     before: int = 0
     after: int = 0
@@ -141,22 +143,26 @@ class BuildahBuilder:
             digest = self._push_all(spec, authfile, log, should_continue)
         return BuiltImage(spec.image, spec.tags, digest)
 
-    def prune(self, own: Sequence[str], keep: int) -> PruneResult:
+    def prune(self, own: Sequence[str], keep: int, *,
+              busy_spare_seconds: float | None = None) -> PruneResult | None:
         """Remove what ``handlers.build.prune`` says is no longer worth keeping, if no build is
-        using the storage right now (else nothing, ``busy``)."""
+        using the storage right now; else nothing (None), or, given ``busy_spare_seconds``, all
+        of it but what is younger than that."""
         with prune.storage_idle(self.state_dir / "buildah") as idle:
-            if not idle:
-                return PruneResult(busy=True)
+            if not idle and busy_spare_seconds is None:
+                return None
+            spare_since = None if idle else \
+                (datetime.now(UTC) - timedelta(seconds=busy_spare_seconds or 0)).strftime("%Y-%m-%dT%H:%M:%S")
             storage_dir = self.state_dir / "buildah" / "storage"
             images, parents = prune.read_storage(storage_dir, self.storage_driver)
-            chosen = prune.plan(images, parents, own, keep)
+            chosen = prune.plan(images, parents, own, keep, spare_since=spare_since)
             failed = ""
             if not chosen.empty:
                 done = subprocess.run([*self._base(), "rmi", *chosen.names, *chosen.ids], capture_output=True,
                                       text=True, timeout=PUSH_TIMEOUT_SECONDS, check=False)
                 failed = "" if done.returncode == 0 else log_tail(done.stderr, 4)
             left, _ = prune.read_storage(storage_dir, self.storage_driver)
-            return PruneResult(before=len(images), after=len(left), error=failed)
+            return PruneResult(before=len(images), after=len(left), error=failed, busy=not idle)
 
     def _base(self) -> list[str]:
         """Same storage layout as ``devstack.baseimage.buildah_argv`` (shared layer cache)."""

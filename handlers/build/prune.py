@@ -15,8 +15,11 @@ uses any more.
 
 The storage's own records (``<driver>-images/images.json``, ``<driver>-layers/layers.json``) are
 read, never written; a record this module does not understand means no prune and a log line.
-A prune runs only with the storage held exclusively (``BuildahBuilder`` holds it shared from
-``bud`` to the last push) and never waits for it: a busy storage is pruned the next time.
+A prune runs with the storage held exclusively (``BuildahBuilder`` holds it shared from ``bud`` to
+the last push) and never waits for it: a busy storage is pruned the next time. A storage that
+stays busy (builds overlapping for longer than ``service.buildcache`` lets a prune wait) is pruned
+anyway, sparing every image younger than the build time limit (``plan(spare_since=...)``), so
+a running build keeps its cached steps; buildah refuses to remove an image a container uses.
 """
 
 from __future__ import annotations
@@ -61,20 +64,27 @@ class PrunePlan:
 
 
 def plan(images: Iterable[StoredImage], parents: Mapping[str, str | None], own: Iterable[str],
-         keep: int) -> PrunePlan:
-    """What to remove so each repository in ``own`` keeps its ``keep`` newest images (see above)."""
+         keep: int, *, spare_since: str | None = None) -> PrunePlan:
+    """What to remove so each repository in ``own`` keeps its ``keep`` newest images (see above).
+
+    ``spare_since`` (``YYYY-MM-DDTHH:MM:SS``, UTC): images created then or later stay whatever
+    else is true of them, with what they stand on (a build still running is younger than its
+    time limit: its cached steps have no name yet).
+    """
     repositories = {ImageRef.parse(name).canonical for name in own}
     images = list(images)
+    spared = set() if spare_since is None else {  # a time it cannot read as UTC: spared too
+        i.id for i in images if not (i.created.endswith("Z") and i.created[:19] < spare_since)}
     newest: dict[str, list[StoredImage]] = {}
     for image in images:
         for repository in {_repository(name) for name in image.names} & repositories:
             newest.setdefault(repository, []).append(image)
     recent = {i.id for built in newest.values() for i in sorted(built, key=lambda i: i.created, reverse=True)[:keep]}
-    old = {i.id: i for built in newest.values() for i in built if i.id not in recent}  # recent anywhere: kept
-    kept_named = [i for i in images if i.names and i.id not in old]
-    needed = _chains((i.top_layer for i in kept_named), parents)
+    old = {i.id: i for built in newest.values() for i in built if i.id not in recent | spared}
+    kept = [i for i in images if (i.names and i.id not in old) or i.id in spared]
+    needed = _chains((i.top_layer for i in kept), parents)
     old_names = tuple(name for image in old.values() for name in image.names)
-    unused = tuple(i.id for i in images if not i.names and i.top_layer not in needed)
+    unused = tuple(i.id for i in images if not i.names and i.top_layer not in needed and i.id not in spared)
     return PrunePlan(old_names, unused, len(images) - len(old) - len(unused))
 
 

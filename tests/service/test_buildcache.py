@@ -27,12 +27,35 @@ def config(tmp_path: Path, **build: Any) -> Any:
 def prunes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], int]]:
     calls: list[tuple[list[str], int]] = []
 
-    def fake(self: BuildahBuilder, own: list[str], keep: int) -> PruneResult:
+    def fake(self: BuildahBuilder, own: list[str], keep: int, *,
+             busy_spare_seconds: float | None = None) -> PruneResult:
         calls.append((list(own), keep))
         return PruneResult(before=3, after=2)
 
     monkeypatch.setattr(BuildahBuilder, "prune", fake)
     return calls
+
+
+def test_a_storage_busy_for_ten_minutes_is_pruned_sparing_what_running_builds_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[float | None] = []
+
+    def busy(self: BuildahBuilder, own: list[str], keep: int, *,
+             busy_spare_seconds: float | None = None) -> PruneResult | None:
+        asked.append(busy_spare_seconds)
+        return None if busy_spare_seconds is None else PruneResult(before=9, after=7, busy=True)
+
+    monkeypatch.setattr(BuildahBuilder, "prune", busy)
+    now = [0.0]
+    janitor = BuildCacheJanitor(config(tmp_path, timeout_seconds=900), interval=60, clock=lambda: now[0])
+    for _ in range(9):  # every minute for nine minutes, a build holds the storage
+        now[0] += 60
+        assert janitor.tick() is None
+    now[0] += 60
+    assert janitor.tick() == PruneResult(before=9, after=7, busy=True)
+    now[0] += 60
+    janitor.tick()
+    assert asked == [None] * 9 + [960, None], "ten minutes: prune, sparing the build time limit + 60 s"
 
 
 def test_prunes_every_configured_image_at_most_once_per_interval(tmp_path: Path,

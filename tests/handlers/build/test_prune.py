@@ -88,6 +88,7 @@ def test_prune_leaves_the_newest_builds_cached_and_the_old_ones_gone(stack: Stac
 
     result = builder.prune([repository], keep=2)
 
+    assert result is not None
     after = stored(builder.state_dir, builder.storage_driver)
     assert (result.before, result.after, result.error) == (9, 5, "")
     names = [line.split()[1] for line in after]
@@ -107,6 +108,22 @@ def test_prune_waits_for_no_build_and_removes_nothing_while_one_runs(stack: Stac
     for n in range(2):
         build(builder, context, stack, repository, n)
     with prune.storage_in_use(builder.state_dir / "buildah"):
-        assert builder.prune([repository], keep=1).busy
+        assert builder.prune([repository], keep=1) is None
+        spared = builder.prune([repository], keep=1, busy_spare_seconds=3600)  # all made within the hour
+        assert spared is not None and spared.busy and spared.before == spared.after == 5
         assert len(stored(builder.state_dir, builder.storage_driver)) == 5
-    assert builder.prune([repository], keep=1).after == 3
+    idle = builder.prune([repository], keep=1)
+    assert idle is not None and (idle.busy, idle.after) == (False, 3)
+
+
+def test_a_prune_while_builds_run_spares_what_is_younger_than_the_cutoff() -> None:
+    parents: dict[str, str | None] = {"L-base": None, "L-a": "L-base", "L-b": "L-base", "L-c": "L-base"}
+    images = [image("base", "L-base", f"{BASE}:latest"),
+              image("old-final", "L-a", f"{APP}:a", created="2026-01-01T00:00:00.5Z"),
+              image("new-final", "L-b", f"{APP}:b", created="2026-01-01T01:00:00Z"),
+              image("running-step", "L-c", created="2026-01-01T02:00:00.123456789Z"),
+              image("odd-clock", "L-c", created="2026-01-01T00:00:00+01:00")]
+    assert plan(images, parents, [APP], keep=1).ids == ("running-step", "odd-clock")
+    spared = plan(images, parents, [APP], keep=1, spare_since="2026-01-01T01:30:00")
+    assert spared.names == (f"{APP}:a",) and spared.ids == (), "a running build's step and an unreadable time stay"
+    assert plan(images, parents, [APP], keep=0, spare_since="2026-01-01T00:30:00").names == (f"{APP}:a",)
