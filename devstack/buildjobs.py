@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from devstack.baseimage import buildah_argv
-from devstack.debianbase import has_image, push, push_debian_base
+from devstack.debianbase import push_debian_derived
 from devstack.process import StackError
 
 REPOSITORY = "shipline/buildah"
@@ -39,17 +36,7 @@ ENV STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
 
 def push_builder_image(state_dir: Path, registry_host: str) -> str:
     """``<registry>/shipline/buildah:<base tag>``, built once per stack; returns the reference."""
-    base = push_debian_base(state_dir, registry_host)
-    ref = f"{registry_host}/{REPOSITORY}:{base.rsplit(':', 1)[1]}"
-    if not has_image(state_dir, ref):
-        with tempfile.TemporaryDirectory(prefix="builder-image-") as tmp:
-            (Path(tmp) / "Dockerfile").write_text(DOCKERFILE.format(base=base))
-            argv = [*buildah_argv(state_dir), "bud", "--isolation", "chroot", "--tls-verify=false", "-t", ref, tmp]
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
-            if done.returncode != 0:
-                raise StackError(f"building {ref} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    push(state_dir, ref)
-    return ref
+    return push_debian_derived(state_dir, registry_host, repository=REPOSITORY, tag_prefix="", dockerfile=DOCKERFILE)
 
 
 def provision(kubeconfig: Path, *, namespace: str = NAMESPACE, service_account: str = SERVICE_ACCOUNT,

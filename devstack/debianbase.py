@@ -97,6 +97,20 @@ def push_debian_base(state_dir: Path, registry_host: str) -> str:
     return ref
 
 
+def push_debian_derived(state_dir: Path, registry_host: str, *, repository: str, tag_prefix: str,
+                        dockerfile: str) -> str:
+    """``<registry>/<repository>:<tag_prefix><base tag>``: ``dockerfile`` (its ``{base}`` the stack's
+    Debian base) built once per stack and pushed; returns the reference."""
+    base = push_debian_base(state_dir, registry_host)
+    ref = f"{registry_host}/{repository}:{tag_prefix}{base.rsplit(':', 1)[1]}"
+    if not has_image(state_dir, ref):
+        with tempfile.TemporaryDirectory(prefix="debian-derived-") as tmp:
+            (Path(tmp) / "Dockerfile").write_text(dockerfile.format(base=base))
+            buildah(state_dir, "bud", "--isolation", "chroot", "--tls-verify=false", "-t", ref, tmp, timeout=900)
+    push(state_dir, ref)
+    return ref
+
+
 def push_tool_image(state_dir: Path, registry_host: str, *, script: Path, repository: str, binary: str,
                     hint: str) -> str:
     """``<registry>/<repository>:<cache dir name>`` holding the one binary ``script`` builds, at

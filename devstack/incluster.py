@@ -17,15 +17,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from devstack.baseimage import buildah_argv
-from devstack.debianbase import REPO_ROOT, has_image, push, push_debian_base
+from devstack.debianbase import REPO_ROOT, push_debian_derived
 from devstack.nodeapi import selector
 from devstack.process import StackError
 from devstack.selfdeploy import kubectl
@@ -51,17 +49,8 @@ made this user's."""
 
 def push_redis_image(state_dir: Path, registry_host: str) -> str:
     """``<registry>/base/redis:7.0-<base tag>``: Debian bookworm's Redis 7.0 on the stack's Debian base."""
-    base = push_debian_base(state_dir, registry_host)
-    ref = f"{registry_host}/{REDIS_REPOSITORY}:7.0-{base.rsplit(':', 1)[1]}"
-    if not has_image(state_dir, ref):
-        with tempfile.TemporaryDirectory(prefix="redis-image-") as tmp:
-            (Path(tmp) / "Dockerfile").write_text(REDIS_DOCKERFILE.format(base=base))
-            argv = [*buildah_argv(state_dir), "bud", "--isolation", "chroot", "--tls-verify=false", "-t", ref, tmp]
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
-            if done.returncode != 0:
-                raise StackError(f"building {ref} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    push(state_dir, ref)
-    return ref
+    return push_debian_derived(state_dir, registry_host, repository=REDIS_REPOSITORY, tag_prefix="7.0-",
+                               dockerfile=REDIS_DOCKERFILE)
 
 
 def redis_volume(kubeconfig: Path, directory: Path, *, name: str = "shipline-redis-data") -> dict[str, Any]:
