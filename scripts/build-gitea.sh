@@ -10,32 +10,19 @@
 # The cache directory is keyed by the version and a hash of the wrapper's go.mod and go.sum.
 # Prints the cache directory (holding `gitea` and its assets) on its last line.
 set -euo pipefail
-if [ -z "${SHIPLINE_GO:-}" ]; then
-  SHIPLINE_GO=$(command -v go || true)
-  [ -n "$SHIPLINE_GO" ] || { [ -x /usr/local/go/bin/go ] && SHIPLINE_GO=/usr/local/go/bin/go; } || true
-fi
-
-GITEA_VERSION=v1.26.0
 here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/lib/gotool.sh"
+GITEA_VERSION=v1.26.0
 tool="$here/gotools/gitea"
-pins_hash=$(cat "$tool/go.mod" "$tool/go.sum" | sha256sum | cut -c1-12)
-cache_root="${SHIPLINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shipline}"
-out="$cache_root/gitea/$GITEA_VERSION-$pins_hash"
-
-if [ -x "$out/gitea" ] && [ -d "$out/options/locale" ] && [ -d "$out/templates" ]; then
-  echo "$out"
-  exit 0
-fi
-
-[ -n "$SHIPLINE_GO" ] && [ -x "$SHIPLINE_GO" ] || { echo "error: Go >= 1.26.2 is required to build Gitea (see go.dev/dl)" >&2; exit 1; }
+out="$cache_root/gitea/$GITEA_VERSION-$(pins_hash "$tool/go.mod" "$tool/go.sum")"
+[ -d "$out/options/locale" ] && [ -d "$out/templates" ] && built_already gitea
+go_environment Gitea "Go >= 1.26.2: see go.dev/dl"
 command -v gcc >/dev/null || { echo "error: gcc is required to build Gitea with SQLite (cgo): apt-get install gcc libc6-dev" >&2; exit 1; }
 
-PATH="$(dirname "$SHIPLINE_GO"):$PATH"
 tags="sqlite sqlite_unlock_notify"
-export GOWORK=off CGO_ENABLED=1 GOFLAGS="-trimpath -mod=readonly -buildvcs=false" GOTOOLCHAIN=local
+export CGO_ENABLED=1 GOFLAGS="-trimpath -mod=readonly -buildvcs=false"
 export CGO_CFLAGS="$(go env CGO_CFLAGS) -DSQLITE_MAX_VARIABLE_NUMBER=32766"
-rm -rf "$out.partial" && mkdir -p "$out.partial"
-start=$(date +%s)
+begin_partial
 
 echo ">> building gitea $GITEA_VERSION (cgo, tags: $tags)" >&2
 (cd "$tool" && go build -tags "$tags" \
@@ -48,6 +35,4 @@ for d in options templates public; do
 done
 chmod -R u+w "$out.partial"
 
-rm -rf "$out" && mv "$out.partial" "$out"
-echo ">> gitea built in $(( $(date +%s) - start ))s into $out" >&2
-echo "$out"
+finish_partial gitea

@@ -7,46 +7,17 @@
 # invalidates the control plane's binaries; run after scripts/build-k8s.sh, the shared packages come
 # from Go's build cache. Prints the cache directory on its last line.
 set -euo pipefail
-if [ -z "${SHIPLINE_GO:-}" ]; then
-  SHIPLINE_GO=$(command -v go || true)
-  [ -n "$SHIPLINE_GO" ] || { [ -x /usr/local/go/bin/go ] && SHIPLINE_GO=/usr/local/go/bin/go; } || true
-fi
-
-K8S_VERSION=v1.36.3
 here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/lib/gotool.sh"
+K8S_VERSION=v1.36.3
 module="$here/gotools/kubelet"
-pins_hash=$(cat "$module/go.mod" "$module/go.sum" | sha256sum | cut -c1-12)
-cache_root="${SHIPLINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shipline}"
-out="$cache_root/k8s-node/$K8S_VERSION-$pins_hash"
-binaries=(kubelet kube-proxy)
-
-complete() {
-  for b in "${binaries[@]}"; do [ -x "$out/$b" ] || return 1; done
-}
-
-if complete; then
-  echo "$out"
-  exit 0
-fi
-
-[ -n "$SHIPLINE_GO" ] && [ -x "$SHIPLINE_GO" ] || { echo "error: Go is required to build kubelet (apt-get install golang or see go.dev)" >&2; exit 1; }
-
-PATH="$(dirname "$SHIPLINE_GO"):$PATH"
-export GOWORK=off CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly" GOTOOLCHAIN=local
-mkdir -p "$out.partial"
-start=$(date +%s)
-
-build_date=$(date -u -d @"${SOURCE_DATE_EPOCH:-0}" +%Y-%m-%dT%H:%M:%SZ)
-ldflags="-s -w"
-for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ldflags="$ldflags -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=36"
-  ldflags="$ldflags -X $p.gitTreeState=clean -X $p.buildDate=$build_date"
-done
+out="$cache_root/k8s-node/$K8S_VERSION-$(pins_hash "$module/go.mod" "$module/go.sum")"
+built_already kubelet kube-proxy
+go_environment kubelet "apt-get install golang or see go.dev"
+begin_partial
 
 echo ">> building kubelet, kube-proxy ($K8S_VERSION)" >&2
-(cd "$module" && go build -ldflags "$ldflags" -o "$out.partial/" \
+(cd "$module" && go build -ldflags "$(k8s_ldflags "$K8S_VERSION")" -o "$out.partial/" \
   k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
 
-rm -rf "$out" && mv "$out.partial" "$out"
-echo ">> node binaries built in $(( $(date +%s) - start ))s into $out" >&2
-echo "$out"
+finish_partial "node binaries"

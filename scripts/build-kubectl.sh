@@ -8,39 +8,15 @@
 # replaces as scripts/gotools/k8s); the cache directory is keyed by the version and a hash of those
 # two files. Prints the cache directory (holding kubectl) on its last line.
 set -euo pipefail
-if [ -z "${SHIPLINE_GO:-}" ]; then
-  SHIPLINE_GO=$(command -v go || true)
-  [ -n "$SHIPLINE_GO" ] || { [ -x /usr/local/go/bin/go ] && SHIPLINE_GO=/usr/local/go/bin/go; } || true
-fi
-
 here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/lib/gotool.sh"
 module="$here/gotools/kubectl"
 version=$(awk '$1 == "k8s.io/kubernetes" {print $2} $1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$module/go.mod")
 [ -n "$version" ] || { echo "error: no k8s.io/kubernetes requirement in $module/go.mod" >&2; exit 1; }
-minor=$(echo "$version" | cut -d. -f2)
-pins_hash=$(cat "$module/go.mod" "$module/go.sum" | sha256sum | cut -c1-12)
-cache_root="${SHIPLINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shipline}"
-out="$cache_root/kubectl/$version-$pins_hash"
-
-if [ -x "$out/kubectl" ]; then
-  echo "$out"
-  exit 0
-fi
-
-[ -n "$SHIPLINE_GO" ] && [ -x "$SHIPLINE_GO" ] || { echo "error: Go is required to build kubectl (apt-get install golang or see go.dev)" >&2; exit 1; }
-
-PATH="$(dirname "$SHIPLINE_GO"):$PATH"
-export GOWORK=off CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly" GOTOOLCHAIN=local
-start=$(date +%s)
-build_date=$(date -u -d @"${SOURCE_DATE_EPOCH:-0}" +%Y-%m-%dT%H:%M:%SZ)
-ldflags="-s -w"
-for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ldflags="$ldflags -X $p.gitVersion=$version -X $p.gitMajor=1 -X $p.gitMinor=$minor"
-  ldflags="$ldflags -X $p.gitTreeState=clean -X $p.buildDate=$build_date"
-done
-mkdir -p "$out.partial"
+out="$cache_root/kubectl/$version-$(pins_hash "$module/go.mod" "$module/go.sum")"
+built_already kubectl
+go_environment kubectl "apt-get install golang or see go.dev"
+begin_partial
 echo ">> building kubectl $version" >&2
-(cd "$module" && go build -ldflags "$ldflags" -o "$out.partial/kubectl" k8s.io/kubernetes/cmd/kubectl)
-rm -rf "$out" && mv "$out.partial" "$out"
-echo ">> kubectl built in $(( $(date +%s) - start ))s into $out" >&2
-echo "$out"
+(cd "$module" && go build -ldflags "$(k8s_ldflags "$version")" -o "$out.partial/kubectl" k8s.io/kubernetes/cmd/kubectl)
+finish_partial kubectl

@@ -39,7 +39,7 @@ def test_without_go_the_error_carries_the_build_hint(tmp_path: Path, monkeypatch
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     monkeypatch.setenv("SHIPLINE_GO", "/nonexistent/go")
 
-    with pytest.raises(StackError, match=r"scripts/build-gitea.sh(.|\n)*Go >= 1.26.2 is required"):
+    with pytest.raises(StackError, match=r"scripts/build-gitea.sh(.|\n)*Go is required to build Gitea \(Go >= 1.26.2"):
         gitea_module.find_install()
 
 

@@ -33,6 +33,7 @@ def test_kubelet_module_replaces_every_staging_module() -> None:
 
 def test_node_build_has_its_own_cache_entry_keyed_by_its_own_pins() -> None:
     script = (ROOT / "scripts" / "build-k8s-node.sh").read_text()
-    assert 'out="$cache_root/k8s-node/' in script
-    assert 'cat "$module/go.mod" "$module/go.sum"' in script
-    assert "kubelet" not in (ROOT / "scripts" / "build-k8s.sh").read_text().split("binaries=(", 1)[1].split(")")[0]
+    assert 'out="$cache_root/k8s-node/$K8S_VERSION-$(pins_hash "$module/go.mod" "$module/go.sum")"' in script
+    control_plane = (ROOT / "scripts" / "build-k8s.sh").read_text()
+    [expected] = [line for line in control_plane.splitlines() if line.startswith("built_already ")]
+    assert "kubelet" not in expected and "gotools/kubelet" not in control_plane
