@@ -143,17 +143,8 @@ class GiteaClient:
 
     # -- plumbing ------------------------------------------------------------------------
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        what = f"gitea {method} {path}"
-        try:
-            answer = self._http.request(method, self._base + path, headers=self._auth, **kwargs)
-        except httpx.HTTPError as exc:  # its message names the URL only, never the headers
-            raise ForgeUnavailable(f"{what}: {type(exc).__name__}") from None
-        if answer.status_code < 300:
-            return answer.json() if answer.content else None
-        reason = _message(answer)
-        if answer.status_code >= 500 or answer.status_code in (408, 409, 429) or "try again later" in reason:
-            raise ForgeUnavailable(f"{what}: HTTP {answer.status_code} {reason}", status=answer.status_code)
-        raise ForgeRefused(f"{what}: HTTP {answer.status_code} {reason}", status=answer.status_code)
+        return forge_call(self._http, "gitea", method, self._base, path, headers=self._auth,
+                          transient=(408, 409, 429), transient_phrase="try again later", **kwargs)
 
 
 def _repo(repo: str) -> str:
@@ -161,6 +152,25 @@ def _repo(repo: str) -> str:
     if not sep or not owner or not name or "/" in name:
         raise ValueError(f"repository {repo!r} is not owner/name")
     return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+
+
+def forge_call(http: httpx.Client, forge: str, method: str, base: str, path: str, *, headers: dict[str, str],
+               transient: tuple[int, ...], transient_phrase: str | None = None, **kwargs: Any) -> Any:
+    """One API call: its JSON answer (None when empty), or ``ForgeUnavailable`` (connection,
+    timeout, 5xx, a ``transient`` status or message) or ``ForgeRefused``, naming the call, never
+    the headers."""
+    what = f"{forge} {method} {path}"
+    try:
+        answer = http.request(method, base + path, headers=headers, **kwargs)
+    except httpx.HTTPError as exc:  # its message names the URL only, never the headers
+        raise ForgeUnavailable(f"{what}: {type(exc).__name__}") from None
+    if answer.status_code < 300:
+        return answer.json() if answer.content else None
+    reason = _message(answer)
+    if answer.status_code >= 500 or answer.status_code in transient or (
+            transient_phrase is not None and transient_phrase in reason):
+        raise ForgeUnavailable(f"{what}: HTTP {answer.status_code} {reason}", status=answer.status_code)
+    raise ForgeRefused(f"{what}: HTTP {answer.status_code} {reason}", status=answer.status_code)
 
 
 def _message(answer: httpx.Response) -> str:

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from service.forges.gitea import TIMEOUT, ForgeRefused, ForgeUnavailable, PullRequest, _message
+from service.forges.gitea import TIMEOUT, PullRequest, forge_call
 
 
 class GitHubClient:
@@ -48,17 +48,8 @@ class GitHubClient:
             self._call("DELETE", f"{_repo(repo)}/git/refs/heads/{quote(head, safe='/')}")
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        what = f"github {method} {path}"
-        try:
-            answer = self._http.request(method, self._base + path, headers=self._headers, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ForgeUnavailable(f"{what}: {type(exc).__name__}") from None
-        if answer.status_code < 300:
-            return answer.json() if answer.content else None
-        reason = _message(answer)
-        if answer.status_code >= 500 or answer.status_code in (405, 409, 429):  # 405: not mergeable yet
-            raise ForgeUnavailable(f"{what}: HTTP {answer.status_code} {reason}", status=answer.status_code)
-        raise ForgeRefused(f"{what}: HTTP {answer.status_code} {reason}", status=answer.status_code)
+        return forge_call(self._http, "github", method, self._base, path, headers=self._headers,
+                          transient=(405, 409, 429), **kwargs)  # 405: not mergeable yet
 
 
 def _repo(repo: str) -> str:
