@@ -22,33 +22,17 @@ import tempfile
 from pathlib import Path
 
 from devstack.baseimage import buildah_argv
-from devstack.process import StackError
+from devstack.process import StackError, cached_output
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_SCRIPT = REPO_ROOT / "scripts" / "build-debian-base.sh"
 KUBECTL_SCRIPT = REPO_ROOT / "scripts" / "build-kubectl.sh"
 HELM_SCRIPT = REPO_ROOT / "scripts" / "build-helm.sh"
-SCRIPT_TIMEOUT = 1800
-"""mmdebstrap takes about a minute, a cold kubectl build a few; a warm cache answers at once."""
 STEP_TIMEOUT = 600
 DEBIAN_REPOSITORY = "base/debian"
 KUBECTL_REPOSITORY = "base/kubectl"
 HELM_REPOSITORY = "base/helm"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def cached_output(script: Path, hint: str) -> Path:
-    """Run a cache-building script (a no-op when its cache is complete) and return its last line."""
-    try:
-        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=SCRIPT_TIMEOUT,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        raise StackError(f"{script.name} took longer than {SCRIPT_TIMEOUT}s: {hint}") from None
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines or not Path(lines[-1]).exists():
-        tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
-        raise StackError(f"{script.name} failed ({proc.returncode}): {hint}\n{tail}")
-    return Path(lines[-1])
 
 
 def buildah(state_dir: Path, *args: str, timeout: float = STEP_TIMEOUT) -> str:

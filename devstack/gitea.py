@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from devstack.process import Daemon, StackError, wait_until
+from devstack.process import Daemon, StackError, cached_output, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-gitea.sh"
@@ -48,17 +48,7 @@ _PASSWORD_RE = re.compile(r"generated random password is '([^'\n]+)'")
 
 def find_install() -> Path:
     """The directory holding ``gitea`` and its ``templates``/``options`` (built once, then cached)."""
-    try:
-        proc = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
-                              timeout=BUILD_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        raise StackError(f"{BUILD_SCRIPT} took longer than {BUILD_TIMEOUT}s: {HINT}") from None
-    lines = proc.stdout.strip().splitlines()
-    install = Path(lines[-1]) if lines else None
-    if proc.returncode != 0 or install is None or not os.access(install / "gitea", os.X_OK):
-        tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
-        raise StackError(f"building Gitea failed ({proc.returncode}): {HINT}\n{tail}")
-    return install
+    return cached_output(BUILD_SCRIPT, HINT, expect=("gitea", "templates", "options/locale"), timeout=BUILD_TIMEOUT)
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from devstack.process import StackError
+from devstack.process import cached_output
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO_ROOT / "scripts/build-k8s.sh"
@@ -43,22 +41,7 @@ def find_binaries() -> Path:
 
 def build_binaries() -> Path:
     """Run ``scripts/build-k8s.sh`` (a no-op when its cache is complete) and return its bin dir."""
-    if not BUILD_SCRIPT.exists():
-        raise StackError(f"{BUILD_SCRIPT} is missing: {HINT}")
-    try:
-        proc = subprocess.run(
-            ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=BUILD_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise StackError(f"{BUILD_SCRIPT} took longer than {BUILD_TIMEOUT}s: {HINT}") from None
-    lines = proc.stdout.strip().splitlines()
-    bin_dir = Path(lines[-1]) if lines else None
-    if proc.returncode != 0 or bin_dir is None or not _has(bin_dir, ENVTEST + EXTRA):
-        tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
-        raise StackError(f"building the Kubernetes binaries failed ({proc.returncode}): {HINT}\n{tail}")
-    sys.stderr.write(proc.stderr)
-    return bin_dir
+    return cached_output(BUILD_SCRIPT, HINT, expect=ENVTEST + EXTRA + (STAGES,), timeout=BUILD_TIMEOUT)
 
 
 def _has(directory: Path, names: tuple[str, ...]) -> bool:

@@ -125,6 +125,26 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def cached_output(script: Path, hint: str, *, expect: Sequence[str] = (), timeout: float = 1800,
+                  error: type[Exception] = StackError) -> Path:
+    """Run a cache-building ``scripts/build-*.sh`` (a no-op once its cache is complete) and return
+    the path its last line names, which must exist and hold every name in ``expect``; else
+    ``error`` with ``hint`` and the tail of the script's stderr. The default limit fits mmdebstrap
+    (about a minute) and a cold kubectl build (a few); a warm cache answers at once."""
+    if not script.exists():
+        raise error(f"{script} is missing: {hint}")
+    try:
+        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise error(f"{script.name} took longer than {timeout:g}s: {hint}") from None
+    lines = proc.stdout.strip().splitlines()
+    found = Path(lines[-1]) if lines else None
+    if proc.returncode != 0 or found is None or not found.exists() or not all((found / n).exists() for n in expect):
+        tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
+        raise error(f"{script.name} failed ({proc.returncode}): {hint}\n{tail}")
+    return found
+
+
 def require_binary(path: str | Path, hint: str) -> Path:
     import shutil
 

@@ -61,7 +61,7 @@ from devstack.nodehost import (
     remove_cgroup_root,
     unmount_below,
 )
-from devstack.process import Daemon, StackError, free_port
+from devstack.process import Daemon, StackError, cached_output, free_port
 
 __all__ = ["NODE_NAME", "NodeUnavailable", "RealNode", "selector", "unavailable_reason"]
 NODE_NAME = "shipline-node"
@@ -263,12 +263,8 @@ def coredns_binary() -> Path:
 
 
 def _built(script: str, binary: str) -> Path:
-    done = subprocess.run(["bash", str(SCRIPTS / script)], capture_output=True, text=True, timeout=3600)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines or not (Path(lines[-1]) / binary).exists():
-        tail = "\n".join(done.stderr.strip().splitlines()[-20:])
-        raise NodeUnavailable(f"building {binary} failed ({done.returncode}): run scripts/{script}\n{tail}")
-    return Path(lines[-1])
+    return cached_output(SCRIPTS / script, f"run scripts/{script}", expect=(binary,), timeout=3600,
+                         error=NodeUnavailable)
 
 
 def push_pause_image(state_dir: Path, registry_host: str) -> str:

@@ -11,7 +11,6 @@ binaries; a missing Go fails with the script's hint.
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from devstack.process import Daemon, StackError, wait_until
+from devstack.process import Daemon, StackError, cached_output, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-toxiproxy.sh"
@@ -30,17 +29,7 @@ API_TIMEOUT = 5.0
 
 def find_binary() -> Path:
     """``toxiproxy-server`` from the build script's cache (a no-op once built)."""
-    try:
-        proc = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
-                              timeout=BUILD_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        raise StackError(f"{BUILD_SCRIPT} took longer than {BUILD_TIMEOUT}s: {HINT}") from None
-    lines = proc.stdout.strip().splitlines()
-    binary = Path(lines[-1]) / "toxiproxy-server" if lines else None
-    if proc.returncode != 0 or binary is None or not binary.is_file():
-        tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
-        raise StackError(f"building toxiproxy failed ({proc.returncode}): {HINT}\n{tail}")
-    return binary
+    return cached_output(BUILD_SCRIPT, HINT, expect=("toxiproxy-server",), timeout=BUILD_TIMEOUT) / "toxiproxy-server"
 
 
 @dataclass(frozen=True)
