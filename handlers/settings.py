@@ -315,6 +315,9 @@ class BuildSettings(Model):
     every layer they stand on (the layer cache). Older images, and the cached steps only they
     used, are removed in the background while no build runs (``handlers.build.prune``); ``null``
     keeps everything, and buildah's cache lookup then slows down with every build."""
+    log_keep_days: int | None = Field(30, ge=1)
+    """Build logs under ``<state_dir>/build-logs`` older than this are deleted in the background
+    (the API's copy in Redis has its own retention); ``null`` keeps them all."""
     max_retries: int = Field(3, ge=0)
     backend: Literal["local", "job"] = "local"
     """``local``: buildah in the worker; ``job``: a Kubernetes Job per image (``job:`` below)."""

@@ -2,7 +2,8 @@
 reconcile loop: at most once a minute per process, while no build is using the storage, or, after
 ten minutes of builds that kept overlapping, while they run (sparing what a running build made).
 "Own" images are the configured ones and every image the build index has a record of (an image
-renamed in the config keeps only its newest builds too)."""
+renamed in the config keeps only its newest builds too). Build logs past ``build.log_keep_days``
+go on the same tick, whatever the backend."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 from handlers.build.builder import BuildahBuilder, PruneResult
 from handlers.build.cache import BuildIndex
-from handlers.build.prune import StorageUnreadable
+from handlers.build.prune import StorageUnreadable, remove_old_logs
 from service import metrics
 from service.config import Config
 
@@ -33,11 +34,19 @@ class BuildCacheJanitor:
         self._pruned_at = clock()
 
     def tick(self) -> PruneResult | None:
-        """Prune when due and configured (``build.cache_keep``, the local backend); None otherwise."""
+        """When due: old build logs deleted (``build.log_keep_days``, any backend), then the storage
+        pruned (``build.cache_keep``, the local backend); the storage prune's result, else None."""
         settings = self.config.build
-        if settings.backend != "local" or settings.cache_keep is None or self.clock() < self._next:
+        if self.clock() < self._next:
             return None
         self._next = self.clock() + self.interval
+        if settings.log_keep_days is not None:
+            cutoff = time.time() - settings.log_keep_days * 86400
+            gone = remove_old_logs(self.config.state_dir / "build-logs", before=cutoff)
+            if gone:
+                log.info("build logs older than %d days deleted: %d files", settings.log_keep_days, gone)
+        if settings.backend != "local" or settings.cache_keep is None:
+            return None
         builder = BuildahBuilder(state_dir=self.config.state_dir, registries=self.config.registries,
                                  storage_driver=settings.storage_driver)
         configured = {image.name for repo in self.config.repos for image in repo.images}

@@ -1,4 +1,5 @@
-"""Keep the local buildah storage bounded: each image's newest builds and the layers they stand on.
+"""Keep the local buildah storage bounded: each image's newest builds and the layers they stand on
+(and the build logs: those older than ``build.log_keep_days`` go, ``remove_old_logs``).
 
 Why: with ``--layers`` buildah looks for a cached step by walking every image in the storage, and
 reads the history of each one built on the same parent layer (every earlier build's first step
@@ -125,6 +126,20 @@ def _records(path: Path) -> list[dict[str, object]]:
     if not isinstance(data, list):
         raise StorageUnreadable(f"{path} is not a list of records")
     return data
+
+
+def remove_old_logs(log_root: Path, *, before: float) -> int:
+    """Delete the build logs (and their ``.digest`` files) under ``log_root`` last written before
+    ``before`` (a Unix time); the running builds' records are left alone. How many went."""
+    removed = 0
+    for path in log_root.glob("*/*") if log_root.is_dir() else ():
+        if path.suffix not in (".log", ".digest") or not path.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < before:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 @contextlib.contextmanager

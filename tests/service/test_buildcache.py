@@ -3,6 +3,8 @@ once per interval, and not at all for the Job backend or with ``cache_keep: null
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -84,3 +86,22 @@ def test_no_prune_without_a_local_storage_or_a_limit(tmp_path: Path, prunes: lis
                                                      build: dict[str, Any]) -> None:
     assert BuildCacheJanitor(config(tmp_path, **build)).tick() is None
     assert prunes == []
+
+
+@pytest.mark.parametrize("backend", [{}, {"backend": "job", "job": {"image": "reg.example/b:1"}}])
+def test_build_logs_past_their_days_go_and_running_records_stay(tmp_path: Path, prunes: list[tuple[list[str], int]],
+                                                                backend: dict[str, Any]) -> None:
+    logs = tmp_path / "build-logs" / "shop"
+    (logs / ".running").mkdir(parents=True)
+    old, new, digest = logs / "abc-old.log", logs / "def-new.log", logs / "abc-old.main.digest"
+    record = logs / ".running" / "4242.json"
+    for path in (old, new, digest, record):
+        path.write_text("x")
+    month_ago = time.time() - 31 * 86400
+    for path in (old, digest, record):
+        os.utime(path, (month_ago, month_ago))
+    BuildCacheJanitor(config(tmp_path, log_keep_days=30, **backend)).tick()
+    assert (old.exists(), digest.exists(), new.exists(), record.exists()) == (False, False, True, True)
+    os.utime(new, (month_ago, month_ago))
+    BuildCacheJanitor(config(tmp_path, log_keep_days=None)).tick()
+    assert new.exists(), "log_keep_days: null keeps every log"
