@@ -151,8 +151,7 @@ class BuildahBuilder:
         with prune.storage_idle(self.state_dir / "buildah") as idle:
             if not idle and busy_spare_seconds is None:
                 return None
-            spare_since = None if idle else \
-                (datetime.now(UTC) - timedelta(seconds=busy_spare_seconds or 0)).strftime("%Y-%m-%dT%H:%M:%S")
+            spare_since = None if idle else datetime.now(UTC) - timedelta(seconds=busy_spare_seconds or 0)
             storage_dir = self.state_dir / "buildah" / "storage"
             images, parents = prune.read_storage(storage_dir, self.storage_driver)
             chosen = prune.plan(images, parents, own, keep, spare_since=spare_since)

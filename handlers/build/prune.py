@@ -30,6 +30,7 @@ import fcntl
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from handlers.images import ImageRef
@@ -65,17 +66,18 @@ class PrunePlan:
 
 
 def plan(images: Iterable[StoredImage], parents: Mapping[str, str | None], own: Iterable[str],
-         keep: int, *, spare_since: str | None = None) -> PrunePlan:
+         keep: int, *, spare_since: datetime | None = None) -> PrunePlan:
     """What to remove so each repository in ``own`` keeps its ``keep`` newest images (see above).
 
-    ``spare_since`` (``YYYY-MM-DDTHH:MM:SS``, UTC): images created then or later stay whatever
-    else is true of them, with what they stand on (a build still running is younger than its
-    time limit: its cached steps have no name yet).
+    ``spare_since``: images created then or later stay whatever else is true of them, with what
+    they stand on (a build still running is younger than its time limit: its cached steps have no
+    name yet).
     """
-    repositories = {ImageRef.parse(name).canonical for name in own}
+    repositories = {_repository(name) for name in own}
     images = list(images)
-    spared = set() if spare_since is None else {  # a time it cannot read as UTC: spared too
-        i.id for i in images if not (i.created.endswith("Z") and i.created[:19] < spare_since)}
+    cutoff = None if spare_since is None else spare_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    spared = set() if cutoff is None else {  # a time it cannot read as UTC: spared too
+        i.id for i in images if not (i.created.endswith("Z") and i.created[:19] < cutoff)}
     newest: dict[str, list[StoredImage]] = {}
     for image in images:
         for repository in {_repository(name) for name in image.names} & repositories:

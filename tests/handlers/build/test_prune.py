@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,7 @@ def test_a_prune_while_builds_run_spares_what_is_younger_than_the_cutoff() -> No
               image("running-step", "L-c", created="2026-01-01T02:00:00.123456789Z"),
               image("odd-clock", "L-c", created="2026-01-01T00:00:00+01:00")]
     assert plan(images, parents, [APP], keep=1).ids == ("running-step", "odd-clock")
-    spared = plan(images, parents, [APP], keep=1, spare_since="2026-01-01T01:30:00")
+    spared = plan(images, parents, [APP], keep=1, spare_since=datetime(2026, 1, 1, 1, 30, tzinfo=UTC))
     assert spared.names == (f"{APP}:a",) and spared.ids == (), "a running build's step and an unreadable time stay"
-    assert plan(images, parents, [APP], keep=0, spare_since="2026-01-01T00:30:00").names == (f"{APP}:a",)
+    assert plan(images, parents, [APP], keep=0, spare_since=datetime(2026, 1, 1, 0, 30, tzinfo=UTC)).names == (
+        f"{APP}:a",)
