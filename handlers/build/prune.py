@@ -49,7 +49,7 @@ class StoredImage:
     names: tuple[str, ...]
     top_layer: str | None
     created: str
-    """RFC 3339, as containers/storage writes it (sorts as text within one storage)."""
+    """RFC 3339 in UTC, as containers/storage writes it (``_instant`` makes it sortable)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +82,20 @@ def plan(images: Iterable[StoredImage], parents: Mapping[str, str | None], own: 
     for image in images:
         for repository in {_repository(name) for name in image.names} & repositories:
             newest.setdefault(repository, []).append(image)
-    recent = {i.id for built in newest.values() for i in sorted(built, key=lambda i: i.created, reverse=True)[:keep]}
+    recent = {i.id for built in newest.values() for i in sorted(built, key=_instant, reverse=True)[:keep]}
     old = {i.id: i for built in newest.values() for i in built if i.id not in recent | spared}
     kept = [i for i in images if (i.names and i.id not in old) or i.id in spared]
     needed = _chains((i.top_layer for i in kept), parents)
     old_names = tuple(name for image in old.values() for name in image.names)
     unused = tuple(i.id for i in images if not i.names and i.top_layer not in needed and i.id not in spared)
     return PrunePlan(old_names, unused, len(images) - len(old) - len(unused))
+
+
+def _instant(image: StoredImage) -> str:
+    """``created`` as fixed-width text that sorts as time: Go's RFC 3339 drops the fraction's
+    trailing zeros (``...:01Z``, ``...:01.5Z``, ``...:01.25Z``), which text order gets wrong."""
+    whole, _, fraction = image.created.removesuffix("Z").partition(".")
+    return f"{whole}.{fraction:0<9}"
 
 
 def _repository(name: str) -> str:

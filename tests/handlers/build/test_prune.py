@@ -54,6 +54,15 @@ def test_plan_counts_each_repository_apart_and_removes_every_name_of_an_old_buil
         "reg.example/shop/a:1", "reg.example/shop/a:v1.0.0"), "the newest of b stays, though old as an a"
 
 
+def test_the_newest_build_is_found_whatever_digits_its_time_has() -> None:
+    """Go writes 01Z, 01.3Z and 01.25Z for three instants of one second: as text, 01Z sorts last."""
+    images = [image("whole", "L1", f"{APP}:1", created="2026-01-01T00:00:01Z"),
+              image("quarter", "L2", f"{APP}:2", created="2026-01-01T00:00:01.25Z"),
+              image("newest", "L3", f"{APP}:3", created="2026-01-01T00:00:01.3Z")]
+    chosen = plan(images, {"L1": None, "L2": None, "L3": None}, [APP], keep=1)
+    assert sorted(chosen.names) == [f"{APP}:1", f"{APP}:2"]
+
+
 def test_unreadable_storage_records_prune_nothing(tmp_path: Path) -> None:
     (tmp_path / "overlay-images").mkdir()
     (tmp_path / "overlay-images" / "images.json").write_text('{"not": "a list"}')
