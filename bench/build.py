@@ -173,6 +173,7 @@ def bench(quick: bool = False) -> Section:
         settings, registries = BuildSettings(), [RegistryConfig(host=registry.host, insecure=True)]
         annotating = BuildSettings(oci_metadata="annotations")
         ship_state, ann_state, direct_state = root / "shipline", root / "annotations", root / "direct"
+        labelled_state = root / "labelled"  # its own storage: a shared one would slow both by its size
         fetched_state, plain_clone = root / "fetched", root / "plain.git"
         git(root, "clone", "-q", "--bare", url, str(plain_clone))
         choice = storage_driver(settings.storage_driver, ship_state / "buildah" / "storage")
@@ -196,7 +197,8 @@ def bench(quick: bool = False) -> Section:
             (context / "Dockerfile").write_text(with_labels(dockerfile, labels or {}) or dockerfile)
             side = "labelled" if labels else "direct"  # distinct content: no side reuses the other's COPY
             (context / "index.html").write_text(f"<h1>{side} round {n}</h1>\n")
-            return direct_build(direct_state, choice.driver, context, f"{registry.host}/bench/direct:r{n}")
+            return direct_build(labelled_state if labels else direct_state, choice.driver, context,
+                                f"{registry.host}/bench/{side}:r{n}")
 
         def labelled_round(n: int) -> float:
             """The plain build given the same one ``LABEL`` instruction Shipline appends (three
@@ -228,6 +230,7 @@ def bench(quick: bool = False) -> Section:
         shipline_round(0)
         annotated_round(0)
         direct_round(0)
+        labelled_round(0)
         fetched_round(0)
         ship, annotated, direct, labelled, fetched = [], [], [], [], []
         for n in range(1, rounds + 1):
