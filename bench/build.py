@@ -50,13 +50,44 @@ def buildah(storage: Path, driver: str) -> list[str]:
     return ["buildah", "--root", str(root / "storage"), "--runroot", str(root / "run"), "--storage-driver", driver]
 
 
-def direct_build(storage: Path, driver: str, context: Path, ref: str) -> float:
+def direct_build(storage: Path, driver: str, context: Path, ref: str,
+                 split: dict[str, list[float]] | None = None) -> float:
+    """Plain ``buildah bud`` + ``push``; ``split`` collects each one's seconds apart."""
     began = time.perf_counter()
     run([*buildah(storage, driver), "bud", "--isolation", "chroot", "--layers", "--force-rm", "--tls-verify=false",
          "-f", str(context / "Dockerfile"), "-t", ref, str(context)])
+    built = time.perf_counter()
     run([*buildah(storage, driver), "push", "--tls-verify=false", "--digestfile", str(storage / "digest"), ref,
          f"docker://{ref}"])
-    return time.perf_counter() - began
+    done = time.perf_counter()
+    if split is not None:
+        split.setdefault("bud", []).append(built - began)
+        split.setdefault("push", []).append(done - built)
+    return done - began
+
+
+@contextlib.contextmanager
+def timed_buildah_steps(split: dict[str, list[float]]) -> Iterator[None]:
+    """Within: every ``BuildahBuilder`` bud and push timed into ``split`` (the same two processes
+    ``direct_build`` times), so Shipline's own steps are its total minus these."""
+    from handlers.build.builder import BuildahBuilder
+
+    originals = {"bud": BuildahBuilder._bud, "push": BuildahBuilder._push_all}
+
+    def timed(name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return originals[name](*args, **kwargs)
+            finally:
+                split.setdefault(name, []).append(time.perf_counter() - began)
+        return call
+
+    BuildahBuilder._bud, BuildahBuilder._push_all = timed("bud"), timed("push")  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BuildahBuilder._bud, BuildahBuilder._push_all = originals["bud"], originals["push"]  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
@@ -179,12 +210,17 @@ def bench(quick: bool = False) -> Section:
         choice = storage_driver(settings.storage_driver, ship_state / "buildah" / "storage")
         say(f"storage driver: {choice.driver} ({choice.reason})")
 
+        splits: dict[str, dict[str, list[float]]] = {"ship": {}, "annotated": {}, "direct": {}}
+
         def shipline_round(n: int, annotated: bool = False) -> float:
             event = app.push("app/index.html", f"<h1>round {n}{' annotated' if annotated else ''}</h1>\n")
-            began = time.perf_counter()
-            report = build_push(repo, event, settings=annotating if annotated else settings,
-                                registries=registries, state_dir=ann_state if annotated else ship_state)
-            elapsed = time.perf_counter() - began
+            timing = timed_buildah_steps(splits["annotated" if annotated else "ship"]) if 0 < n <= rounds \
+                else contextlib.nullcontext()  # not the warm-up, not the profiled round
+            with timing:
+                began = time.perf_counter()
+                report = build_push(repo, event, settings=annotating if annotated else settings,
+                                    registries=registries, state_dir=ann_state if annotated else ship_state)
+                elapsed = time.perf_counter() - began
             status = [i.status for i in report.images]
             if status != ["built"]:
                 raise RuntimeError(f"build_push did not build: {report.to_dict()}")
@@ -198,7 +234,7 @@ def bench(quick: bool = False) -> Section:
             side = "labelled" if labels else "direct"  # distinct content: no side reuses the other's COPY
             (context / "index.html").write_text(f"<h1>{side} round {n}</h1>\n")
             return direct_build(labelled_state if labels else direct_state, choice.driver, context,
-                                f"{registry.host}/bench/{side}:r{n}")
+                                f"{registry.host}/bench/{side}:r{n}", None if labels or not n else splits["direct"])
 
         def labelled_round(n: int) -> float:
             """The plain build given the same one ``LABEL`` instruction Shipline appends (three
@@ -272,8 +308,9 @@ def bench(quick: bool = False) -> Section:
     section.row("docs-only push: work done (median)", ms(docs_p50), target="no build, ≤ 100 ms",
                 met=docs_p50 <= 0.1)
     own = sum(v for k, v in phases.items() if not k.startswith("buildah"))
-    section.data = {"phases": phases, "ship": ship, "annotated": annotated, "direct": direct, "labelled": labelled,
-                    "fetched": fetched, "plain_fetch": fetches, "driver": choice.driver}
+    split = {side: {step: median(v) for step, v in steps.items()} for side, steps in splits.items()}
+    section.data = {"split": split, "phases": phases, "ship": ship, "annotated": annotated, "direct": direct,
+                    "labelled": labelled, "fetched": fetched, "plain_fetch": fetches, "driver": choice.driver}
     section.facts += [
         f"Storage driver, every side: {choice.driver} (Shipline's `auto`: {choice.reason}).",
         f"{rounds} rounds after a warm-up, each side going first in turn. Shipline rounds: "
@@ -291,6 +328,12 @@ def bench(quick: bool = False) -> Section:
         "`{short_sha}`: no `{describe}`, so only the pushed commit is fetched), diff the push, compute the "
         "content key, ping the registry, export the context, add the three OCI keys (as one `LABEL` step, or as "
         "`--annotation` flags) and record the build.",
+        "The same rounds timed apart (medians): `buildah bud` / `push` "
+        + "; ".join(f"{name} {ms(split[side]['bud'])} / {ms(split[side]['push'])}, the rest "
+                    f"{ms(total - split[side]['bud'] - split[side]['push'])}"
+                    for name, side, total in (("Shipline (labels)", "ship", s),
+                                              ("Shipline (annotations)", "annotated", a), ("plain", "direct", d)))
+        + " (the rest is the median total minus the two: Shipline's own steps; for plain, next to nothing).",
         "Profile of one more Shipline round (cProfile, cumulative): "
         + ", ".join(f"{label} {v * 1000:.0f} ms" for label, v in phases.items())
         + f"; Shipline's own steps {own * 1000:.0f} ms.",
