@@ -14,6 +14,5 @@ built_already coredns
 go_environment CoreDNS "apt-get install golang or see go.dev"
 begin_partial
 echo ">> building coredns $version" >&2
-# -buildvcs=false: the module lives in this repo, whose commit would otherwise be stamped into the binary
-(cd "$module" && go build -buildvcs=false -ldflags "-s -w" -o "$out.partial/coredns" .)
+(cd "$module" && go build -ldflags "-s -w" -o "$out.partial/coredns" .)
 finish_partial coredns

@@ -27,7 +27,8 @@ built_already() {
 go_environment() {
   [ -n "$SHIPLINE_GO" ] && [ -x "$SHIPLINE_GO" ] || { echo "error: Go is required to build $1 ($2)" >&2; exit 1; }
   PATH="$(dirname "$SHIPLINE_GO"):$PATH"
-  export GOWORK=off CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly" GOTOOLCHAIN=local
+  # -buildvcs=false: a main package in this repo (scripts/gotools/*) would carry the repo's commit
+  export GOWORK=off CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly -buildvcs=false" GOTOOLCHAIN=local
 }
 
 begin_partial() {
