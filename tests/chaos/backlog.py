@@ -206,6 +206,7 @@ def test_a_backlog_of_100k_accepted_deliveries_is_processed_once_each(stopped_wo
     unanswered = {i for d, ids in recorded.items() if d not in sender.answers for i in ids}
     accepted = set(sender.answers.values()) | unanswered
     twice = sum(len(ids) - 1 for ids in recorded.values())
+    head = world.deploy_head()
     for name in WORKERS:
         world.start_worker(name, threads=THREADS)
     kinds = {delivery_id(d): "coalescing" if d[0] == "/hooks/gitea" else "non-coalescing" for d in deliveries}
@@ -219,7 +220,7 @@ def test_a_backlog_of_100k_accepted_deliveries_is_processed_once_each(stopped_wo
             f"for {len(recorded):,} queued events = {per_100k / 2**20:.0f} MiB per 100k; {len(unanswered)} recorded "
             f"without an answer; {twice} delivery ids recorded twice; {len(vanished)} records gone before seen "
             f"final; final statuses {dict(sorted(seen.items()))}; drained (s after the workers started): {drained}; "
-            f"{dup.note()}; "
+            f"{dup.note()}; {world.commits_since(head)} manifests commits; "
             f"{len(WORKERS)} workers x {THREADS} threads")
     if took is None and left:
         note += f"; TIMED OUT after {DRAIN_SECONDS:.0f}s"

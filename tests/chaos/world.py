@@ -339,6 +339,10 @@ class World:
     def deploy_head(self) -> str:
         return git(self.deploy_bare, "rev-parse", "main").strip()
 
+    def commits_since(self, head: str) -> int:
+        """Commits on the manifests branch after ``head`` (every bump commit, whoever made it)."""
+        return int(git(self.deploy_bare, "rev-list", "--count", f"{head}..main").strip())
+
     def fleet_versions(self) -> list[str]:
         text = git(self.deploy_bare, "show", "main:fleet/vars.yaml")
         return [line.split()[1] for line in text.splitlines() if "version:" in line]
