@@ -280,7 +280,7 @@ class Pipeline:
             while lock is not None:
                 upto = int(self.r.get(f"shipline:bump:req:{env.name}") or 0)  # read before the events
                 ids = sorted(self.r.smembers(pending_key))
-                if not ids:  # every job numbered up to here is covered (the loop ends only this way)
+                if not ids:  # every job numbered up to here is covered
                     self.r.set(done_key, max(upto, int(self.r.get(done_key) or 0)))
                     break
                 records = [r for r in (self.store.get(i) for i in ids) if r is not None]
@@ -295,6 +295,10 @@ class Pipeline:
                 _observe("bump", started, "done")
                 self._after_bump(env, records, result)  # a transient failure here (the pull request) retries them
                 self.r.srem(pending_key, *ids)
+                # every job numbered up to ``upto`` had its events pending before ``ids`` was read:
+                # covered now, so its waiting thread is freed after this round, not when the branch
+                # next runs dry (a backlog kept it busy for seconds, and most threads queued here)
+                self.r.set(done_key, max(upto, int(self.r.get(done_key) or 0)))
                 results.append(result)
         return tuple(results)
 

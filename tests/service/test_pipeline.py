@@ -246,6 +246,48 @@ def test_jobs_covered_while_they_wait_for_the_writer_end_without_the_lock(stack,
     assert not redis_client.exists("shipline:lock:write:http://127.0.0.1:1/m.git:main")
 
 
+def test_a_waiting_job_ends_with_the_round_that_committed_its_events(stack, redis_client, tmp_path,
+                                                                     monkeypatch) -> None:
+    """A branch kept busy (events keep arriving while each round commits): a job whose events the
+    second round committed ends with that round, not when the holder finally runs dry; else, in a
+    backlog, the waiting jobs held most worker threads and routing starved."""
+    from handlers import bump as bump_module
+    from handlers.bump import BumpResult
+
+    images = [f"{stack.registry.host}/shop/s{i}" for i in range(3)]
+    pipeline, queued = staging_of(stack, redis_client, tmp_path, images)
+    rounds: list[threading.Event] = [threading.Event() for _ in range(3)]
+    calls: list[list[str]] = []
+    began = time.monotonic()
+    round_ends: list[float] = []
+
+    def slow_bump(env, updates, ids, state):  # noqa: ANN001, ANN202 - the handler's signature
+        rounds[len(calls)].set()
+        calls.append(sorted(u.image for u in updates))
+        time.sleep(1.0)  # a commit and push, while more events arrive
+        round_ends.append(time.monotonic() - began)
+        return BumpResult("c0ffee" * 6 + "abcd", (), ())
+
+    monkeypatch.setattr(bump_module, "bump", slow_bump)
+    image_pushed(stack, pipeline, images[0])
+    holder = threading.Thread(target=pipeline.bump, args=("staging", int(queued[-1][3])))
+    holder.start()
+    assert rounds[0].wait(10)
+    image_pushed(stack, pipeline, images[1])
+    ended: list[float] = []
+    waiter = threading.Thread(target=lambda m: ended.append(pipeline.bump(m[2], int(m[3])) == () and
+                                                            time.monotonic() - began), args=(queued[-1],))
+    waiter.start()
+    assert rounds[1].wait(10)
+    image_pushed(stack, pipeline, images[2])  # the branch stays busy: a third round follows
+    holder.join(30)
+    waiter.join(30)
+
+    assert calls == [[images[0]], [images[1]], [images[2]]]
+    assert len(ended) == 1 and ended[0], "the waiting job took the lock"
+    assert round_ends[1] <= ended[0] < round_ends[2], (ended, round_ends)
+
+
 def test_a_bump_out_of_retries_marks_its_waiting_events_failed(stack, redis_client, tmp_path, monkeypatch) -> None:
     from handlers import bump as bump_module
     from handlers.errors import TransientError
