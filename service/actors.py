@@ -130,7 +130,8 @@ STAGE_TIME_LIMIT_MS = 15 * 60 * 1000
 
 
 @dramatiq.actor(queue_name=wiring.QUEUE_EVENTS, actor_name="process_event", throws=PERMANENT,
-                max_retries=config().queue.max_retries, time_limit=STAGE_TIME_LIMIT_MS)
+                priority=wiring.ACTOR_PRIORITY["process_event"], max_retries=config().queue.max_retries,
+                time_limit=STAGE_TIME_LIMIT_MS)
 def process_event(event_id: str) -> None:
     try:
         pipeline().process_event(event_id)
@@ -139,7 +140,7 @@ def process_event(event_id: str) -> None:
 
 
 @dramatiq.actor(queue_name=wiring.QUEUE_BUILD, actor_name="build_repo", throws=PERMANENT,
-                max_retries=config().build.max_retries,
+                priority=wiring.ACTOR_PRIORITY["build_repo"], max_retries=config().build.max_retries,
                 time_limit=(config().build.timeout_seconds + BUILD_TIME_MARGIN_SECONDS) * 1000)
 def build_repo(event_id: str, repo_name: str) -> None:
     try:
@@ -149,7 +150,8 @@ def build_repo(event_id: str, repo_name: str) -> None:
 
 
 @dramatiq.actor(queue_name=wiring.QUEUE_BUMP, actor_name="bump_env", throws=PERMANENT,
-                max_retries=config().queue.max_retries, time_limit=STAGE_TIME_LIMIT_MS)
+                priority=wiring.ACTOR_PRIORITY["bump_env"], max_retries=config().queue.max_retries,
+                time_limit=STAGE_TIME_LIMIT_MS)
 def bump_env(env_name: str, request: str = "0") -> None:
     try:
         pipeline().bump(env_name, int(request))
@@ -158,7 +160,8 @@ def bump_env(env_name: str, request: str = "0") -> None:
 
 
 @dramatiq.actor(queue_name=wiring.QUEUE_SYNC, actor_name="sync_env", throws=PERMANENT,
-                max_retries=config().queue.max_retries, time_limit=STAGE_TIME_LIMIT_MS)
+                priority=wiring.ACTOR_PRIORITY["sync_env"], max_retries=config().queue.max_retries,
+                time_limit=STAGE_TIME_LIMIT_MS)
 def sync_env(env_name: str, request: str = "0") -> None:
     try:
         pipeline().sync(env_name, int(request))

@@ -51,6 +51,9 @@ DRAIN_SECONDS = 600 + TOTAL / 10
 """At least 10 events/s. Measured (2 workers x 8 threads, 2 cores): 100,000 drained in 1,246 s
 (80/s), 4,000 in 47 s. Before covered jobs stopped queueing for the branch's write lock, each
 ``bump_env`` held a worker thread while it waited (4,000 took 65-394 s, 100,000 about 2,840 s)."""
+COALESCED = 20
+"""At least this many image notifications per manifests commit, on average. Routing first
+(``service.broker.ACTOR_PRIORITY``), 2,000 took 3-6 commits; in arrival order, 187-217."""
 WORKERS = ("worker", "worker2")
 THREADS = 8
 BACKLOG_SOURCES = {
@@ -215,12 +218,13 @@ def test_a_backlog_of_100k_accepted_deliveries_is_processed_once_each(stopped_wo
     vanished, left, drained = drain(world, accepted, by_mix, seen)
     took = max(drained.values()) if not left and not vanished and len(drained) == len(by_mix) else None
     dup = world.duplicates(baseline, accepted)
+    commits = world.commits_since(head)
     per_100k = queued * 100_000 / max(1, len(recorded))
     note = (f"sent in {sending:.0f}s ({len(deliveries) / sending:.0f}/s); Redis used_memory +{queued / 2**20:.0f} MiB "
             f"for {len(recorded):,} queued events = {per_100k / 2**20:.0f} MiB per 100k; {len(unanswered)} recorded "
             f"without an answer; {twice} delivery ids recorded twice; {len(vanished)} records gone before seen "
             f"final; final statuses {dict(sorted(seen.items()))}; drained (s after the workers started): {drained}; "
-            f"{dup.note()}; {world.commits_since(head)} manifests commits; "
+            f"{dup.note()}; {commits} manifests commits; "
             f"{len(WORKERS)} workers x {THREADS} threads")
     if took is None and left:
         note += f"; TIMED OUT after {DRAIN_SECONDS:.0f}s"
@@ -232,3 +236,4 @@ def test_a_backlog_of_100k_accepted_deliveries_is_processed_once_each(stopped_wo
     assert len(sender.answers) == TOTAL == len(accepted), (len(sender.answers), len(accepted), sender.refused)
     assert sum(len(ids) for ids in recorded.values()) == TOTAL, len(recorded)
     assert (row.lost, row.duplicated) == (0, 0), row
+    assert commits <= HALF // COALESCED, f"{commits} commits for {HALF:,} image notifications: bumps did not coalesce"
