@@ -11,8 +11,8 @@ Two mixes of ``HALF`` deliveries each, posted while the workers are stopped:
 
 Counted from outside: the ids the senders got back, the receiver's records in Redis read before
 the workers start (a delivery recorded twice would show as two records of one delivery id), the
-records' statuses polled while the backlog drains (retention trims finished records only, so an
-id whose record vanished before it was seen final counts as lost), commits per trailer in the
+records' statuses polled while the backlog drains (the draining workers retain every record, so
+an id whose record vanished before it was seen final is lost), commits per trailer in the
 manifests repo and repeated applies in the apiserver's audit log. Redis memory per 100,000 queued
 events: ``used_memory`` with the whole backlog queued minus before, scaled.
 
@@ -45,12 +45,18 @@ CONNECTIONS = 32
 """Keep-alive connections of the sender (one asyncio loop, raw HTTP/1.1: httpx would cost more
 CPU than the receiver on 2 cores)."""
 POLL_SECONDS = 2.0
-"""Statuses are read this often while draining: a record is trimmed only once ``event_retention``
-(10,000) later-received events have finished, which takes far longer than this."""
+"""Statuses are read this often while draining (no record is trimmed meanwhile: ``RETENTION``)."""
 DRAIN_SECONDS = 600 + TOTAL / 10
-"""At least 10 events/s. Measured (2 workers x 8 threads, 2 cores): 100,000 drained in 1,246 s
-(80/s), 4,000 in 47 s. Before covered jobs stopped queueing for the branch's write lock, each
+"""At least 10 events/s. Measured (2 workers x 8 threads, 2 cores): 100,000 drained in 894 s
+(112/s), 4,000 in 25-33 s, since routing runs first (``service.broker.ACTOR_PRIORITY``); 1,246-1,737 s
+and 61-75 s before. Before covered jobs stopped queueing for the branch's write lock, each
 ``bump_env`` held a worker thread while it waited (4,000 took 65-394 s, 100,000 about 2,840 s)."""
+RETENTION = TOTAL + 100_000
+"""The draining workers' ``redis.event_retention``: above everything this run can finish, so no
+record is trimmed and one gone before it was seen final is lost, not retained out. At the default
+10,000 the poll above cannot tell: routing first, a whole mix finishes in a few commits and syncs
+(50,000 image events in 6 commits), and retention trimmed 39,601 finished records between two
+polls (2026-12-01). Retention never trimming an unfinished record is ``tests/service/test_backlog.py``'s."""
 COALESCED = 20
 """At least this many image notifications per manifests commit, on average. Routing first
 (``service.broker.ACTOR_PRIORITY``), 2,000 took 3-6 commits; in arrival order, 187-217."""
@@ -184,11 +190,14 @@ def drain(world: World, ids: set[str], mixes: dict[str, set[str]],
 
 @pytest.fixture
 def stopped_workers(world: World) -> Iterator[World]:
+    """The workers stopped; those the test starts keep every record (see ``RETENTION``)."""
     for name in WORKERS:
         world.daemon(name).stop()
+    world.write_config(worker_retention=RETENTION)
     yield world
     for name in WORKERS:
         world.daemon(name).stop()
+    world.write_config()
     world.start_worker()
     world.wait_worker_ready()
 

@@ -249,10 +249,14 @@ class World:
             "queue": QUEUE,
         }
 
-    def write_config(self) -> Path:
+    def write_config(self, *, worker_retention: int | None = None) -> Path:
         """``shipline.yaml`` for the receiver, ``worker.yaml`` for the workers: each reaches Redis
-        through its own proxy; everything else is the same."""
-        (self.root / "worker.yaml").write_text(json.dumps(self.config(self.proxies.redis_worker), indent=2))
+        through its own proxy; everything else is the same (``worker_retention``: the workers'
+        ``redis.event_retention``, for workers started after this)."""
+        worker = self.config(self.proxies.redis_worker)
+        if worker_retention is not None:
+            worker["redis"]["event_retention"] = worker_retention
+        (self.root / "worker.yaml").write_text(json.dumps(worker, indent=2))
         path = self.root / "shipline.yaml"
         path.write_text(json.dumps(self.config(self.proxies.redis_serve), indent=2))
         return path
