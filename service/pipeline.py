@@ -275,13 +275,17 @@ class Pipeline:
         def covered() -> bool:
             return bool(request) and int(self.r.get(done_key) or 0) >= request
 
+        def cover(upto: int) -> None:
+            """Every job numbered up to ``upto`` is covered (its events were pending before it was numbered)."""
+            self.r.set(done_key, max(upto, int(self.r.get(done_key) or 0)))
+
         results: list[BumpResult] = []  # a covered job ends with none: the lock asks covered() first
         with self.lock(f"write:{env.git.url}:{env.git.branch}", unless=covered) as lock:
             while lock is not None:
                 upto = int(self.r.get(f"shipline:bump:req:{env.name}") or 0)  # read before the events
                 ids = sorted(self.r.smembers(pending_key))
-                if not ids:  # every job numbered up to here is covered
-                    self.r.set(done_key, max(upto, int(self.r.get(done_key) or 0)))
+                if not ids:
+                    cover(upto)
                     break
                 records = [r for r in (self.store.get(i) for i in ids) if r is not None]
                 records, held = rollback.held_back(self.r, env, records)
@@ -295,10 +299,9 @@ class Pipeline:
                 _observe("bump", started, "done")
                 self._after_bump(env, records, result)  # a transient failure here (the pull request) retries them
                 self.r.srem(pending_key, *ids)
-                # every job numbered up to ``upto`` had its events pending before ``ids`` was read:
-                # covered now, so its waiting thread is freed after this round, not when the branch
-                # next runs dry (a backlog kept it busy for seconds, and most threads queued here)
-                self.r.set(done_key, max(upto, int(self.r.get(done_key) or 0)))
+                # after each round, not only when the branch next runs dry: a backlog kept it busy
+                # for seconds, and most worker threads waited here meanwhile
+                cover(upto)
                 results.append(result)
         return tuple(results)
 

@@ -13,7 +13,16 @@ import redis
 from dramatiq import Worker
 
 from devstack.stack import Stack
-from service.broker import ACTOR_PRIORITY, NAMESPACE, QUEUE_BUILD, QUEUE_BUMP, QUEUE_EVENTS, QUEUE_SYNC, make_broker
+from service.broker import (
+    ACTOR_PRIORITY,
+    NAMESPACE,
+    QUEUE_BUILD,
+    QUEUE_BUMP,
+    QUEUE_EVENTS,
+    QUEUE_SYNC,
+    QUEUES,
+    make_broker,
+)
 
 THREADS = 2
 """dramatiq fetches up to twice this per queue: room for every message below."""
@@ -48,7 +57,7 @@ def test_a_free_thread_routes_before_it_builds_bumps_or_syncs(stack: Stack, redi
         for send, label in [(sync, "1"), (bump, "1"), (route, "1"), (build, "1"), (sync, "2"), (route, "2"),
                             (bump, "2"), (route, "3")]:
             send(label)
-        queues = [f"{NAMESPACE}:{q}" for q in (QUEUE_EVENTS, QUEUE_BUILD, QUEUE_BUMP, QUEUE_SYNC)]
+        queues = [f"{NAMESPACE}:{q}" for q in QUEUES]
         deadline = time.monotonic() + 10
         while any(redis_client.llen(q) for q in queues) and time.monotonic() < deadline:
             time.sleep(0.05)
