@@ -3,7 +3,8 @@ reconcile loop: at most once a minute per process, while no build is using the s
 ten minutes of builds that kept overlapping, while they run (sparing what a running build made).
 "Own" images are the configured ones and every image the build index has a record of (an image
 renamed in the config keeps only its newest builds too). Build logs past ``build.log_keep_days``
-go on the same tick, whatever the backend."""
+go on the same tick, whatever the backend, and so does git's maintenance of the build mirrors
+(``handlers.build.mirror.maintain_all``: a build's fetch leaves it to this tick)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from handlers.build.builder import BuildahBuilder, PruneResult
 from handlers.build.cache import BuildIndex
+from handlers.build.mirror import maintain_all
 from handlers.build.prune import StorageUnreadable, remove_old_logs
 from service import metrics
 from service.config import Config
@@ -34,8 +36,9 @@ class BuildCacheJanitor:
         self._pruned_at = clock()
 
     def tick(self) -> PruneResult | None:
-        """When due: old build logs deleted (``build.log_keep_days``, any backend), then the storage
-        pruned (``build.cache_keep``, the local backend); the storage prune's result, else None."""
+        """When due: old build logs deleted (``build.log_keep_days``, any backend), the mirrors
+        maintained, then the storage pruned (``build.cache_keep``, the local backend); the storage
+        prune's result, else None."""
         settings = self.config.build
         if self.clock() < self._next:
             return None
@@ -45,6 +48,8 @@ class BuildCacheJanitor:
             gone = remove_old_logs(self.config.state_dir / "build-logs", before=cutoff)
             if gone:
                 log.info("build logs older than %d days deleted: %d files", settings.log_keep_days, gone)
+        for name, error in maintain_all(self.config.state_dir).failed:
+            log.warning("git maintenance of the %s build mirror failed: %s", name, error)
         if settings.backend != "local" or settings.cache_keep is None:
             return None
         builder = BuildahBuilder(state_dir=self.config.state_dir, registries=self.config.registries,

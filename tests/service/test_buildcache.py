@@ -4,6 +4,7 @@ once per interval, and not at all for the Job backend or with ``cache_keep: null
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -105,3 +106,27 @@ def test_build_logs_past_their_days_go_and_running_records_stay(tmp_path: Path, 
     os.utime(new, (month_ago, month_ago))
     BuildCacheJanitor(config(tmp_path, log_keep_days=None)).tick()
     assert new.exists(), "log_keep_days: null keeps every log"
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_the_tick_maintains_the_build_mirrors_whatever_the_backend(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirrors" / "shop.git"
+    mirror.mkdir(parents=True)
+    git(mirror, "init", "-q", "--bare")
+    for key, value in (("receive.unpackLimit", "1"), ("receive.autogc", "false"), ("gc.autoPackLimit", "2"),
+                       ("gc.autoDetach", "false")):
+        git(mirror, "config", key, value)
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q")
+    for n in range(3):  # one pack kept per push
+        (work / "f").write_text(str(n))
+        git(work, "add", "f")
+        git(work, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", str(n))
+        git(work, "push", "-q", str(mirror), "HEAD:refs/heads/main")
+    assert len(list((mirror / "objects" / "pack").glob("*.pack"))) == 3
+    BuildCacheJanitor(config(tmp_path, backend="job", job={"image": "reg.example/b:1"})).tick()
+    assert len(list((mirror / "objects" / "pack").glob("*.pack"))) == 1

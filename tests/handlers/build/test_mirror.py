@@ -10,7 +10,7 @@ import pytest
 from handlers.build.cache import context_key
 from handlers.build.changes import changed_images
 from handlers.build.errors import CommitNotFound, GitUnavailable
-from handlers.build.mirror import Mirror, Want
+from handlers.build.mirror import Mirror, Want, _locked, maintain_all
 from handlers.build.run import commit_facts
 from handlers.build.tags import describe
 from handlers.errors import PermanentError, UnsafeInput
@@ -176,3 +176,30 @@ def test_new_branch_force_push_and_tag_push_build_every_image(app: AppRepo) -> N
     assert len(decision.images) == 2 and decision.reason.startswith("force push")
     tag = app.event("refs/tags/1.0.0", "0" * 40, forced.after)
     assert len(changed_images(m, images, tag).images) == 2
+
+
+def packs(m: Mirror) -> int:
+    return len(list((m.path / "objects" / "pack").glob("*.pack")))
+
+
+def test_a_targeted_fetch_leaves_maintenance_to_maintain_all(app: AppRepo) -> None:
+    m = mirror(app)
+    for key, value in (("fetch.unpackLimit", "1"), ("gc.autoPackLimit", "2"), ("gc.autoDetach", "false")):
+        m.run("config", key, value)  # every fetch keeps its pack; git wants a repack past two
+    for n in range(3):
+        app.commit({"frontend/x": f"packed {n}"})
+        pushed = app.push("main")
+        Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url,
+                    want=Want(pushed.after, pushed.ref))
+    assert packs(m) == 4, "the clone's pack and one per fetch: no fetch repacked"
+    held = maintain_all(app.stack.state_dir)
+    assert f"app-{app.uid}" in held.maintained and not held.failed
+    assert packs(m) == 1
+    assert m.run("rev-parse", "refs/heads/main") == pushed.after
+
+
+def test_maintenance_skips_a_mirror_a_build_holds(app: AppRepo) -> None:
+    m = mirror(app)
+    with _locked(m.path):
+        done = maintain_all(app.stack.state_dir)
+    assert f"app-{app.uid}" in done.busy and f"app-{app.uid}" not in done.maintained
