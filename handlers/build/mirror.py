@@ -18,7 +18,10 @@ one ``git log`` (``handlers.build.run.commit_facts``).
 Nothing from the repository is executed: no checkout, no hooks (a mirror has none), no filters
 configured; ``export`` streams ``git archive`` into Python's ``tarfile`` with the ``data`` filter
 (no absolute paths, no links leaving the destination, no device files). ``info/attributes``
-neutralises ``export-subst``/``export-ignore`` so the export is the commit's tree byte for byte.
+(written at clone, rewritten at open when older) turns off ``export-subst``/``export-ignore`` and
+every checkout conversion (``text``/``eol``, ``filter``, ``ident``, ``working-tree-encoding``), so
+an export, or a kept checkout (``handlers.build.workspace``), is the commit's tree byte for byte:
+before, a repository's ``* text eol=crlf`` turned every LF of the export into CRLF.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ GIT_ENV = {
     "GIT_ALLOW_PROTOCOL": "http:https:ssh:git",
 }
 """No prompts, no pathspec magic, and never ``ext::``/``file::`` transports whatever the URL says."""
-NEUTRAL_ATTRIBUTES = "* -export-subst -export-ignore\n"
+NEUTRAL_ATTRIBUTES = "* -export-subst -export-ignore -text -eol -filter -ident -working-tree-encoding\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class Mirror:
                 _clone(url, path)
                 return cls(path, url)
             mirror = cls(path, url)
+            _neutralise(path)
             if mirror.origin_url() != url:  # the config moved the repo
                 mirror.run("remote", "set-url", "origin", url)
             if want is None or not mirror._fetched_only(want):
@@ -216,9 +220,17 @@ def _clone(url: str, path: Path) -> None:
     except git.GitCommandError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise GitUnavailable(f"git clone --mirror {url} failed: {_stderr(exc)}") from exc
-    (tmp / "info").mkdir(exist_ok=True)
-    (tmp / "info" / "attributes").write_text(NEUTRAL_ATTRIBUTES)
+    _neutralise(tmp)
     tmp.rename(path)
+
+
+def _neutralise(path: Path) -> None:
+    attributes = path / "info" / "attributes"
+    with contextlib.suppress(FileNotFoundError):
+        if attributes.read_text() == NEUTRAL_ATTRIBUTES:
+            return
+    attributes.parent.mkdir(exist_ok=True)
+    attributes.write_text(NEUTRAL_ATTRIBUTES)
 
 
 @contextlib.contextmanager

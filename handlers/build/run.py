@@ -10,10 +10,11 @@ re-tags what was already pushed. The retry policy is in the package docstring.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from handlers.build.mirror import Mirror, Want
 from handlers.build.registry import client_for, registry_image
 from handlers.build.report import BuildIncomplete, BuildReport, ImageResult
 from handlers.build.tags import TagValues, needs_describe, render, templates_for, values_for
+from handlers.build.workspace import checkout_dir, kept_context
 from handlers.errors import ConfigError, PermanentError, TransientError
 from handlers.events import GitPushed
 from handlers.images import ImageRef
@@ -158,24 +160,36 @@ class _Job:
 
     def _build(self, image: ImageBuildConfig, ref: ImageRef, tags: tuple[str, ...], key: str,
                log: Path) -> ImageResult:
-        work = self.state_dir / "work"
-        work.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="build-", dir=work) as tmp:
-            spec = self._spec(image, ref, tags, Path(tmp))
+        with self._context(image) as (context, dockerfile):
+            spec = BuildSpec(image=ref.name, tags=tags, context=context, dockerfile=dockerfile,
+                             timeout_seconds=float(self.settings.timeout_seconds), build_args=image.build_args,
+                             target=image.target, **self._oci_metadata(),
+                             source=GitSource(self.repo.url, self.values.sha, context_dir(image),
+                                              dockerfile_path(image)))
             log.parent.mkdir(parents=True, exist_ok=True)
             built = self.builder.build(spec, log=log, should_continue=self.should_continue)
         BuildIndex(self.state_dir).put(image=image.name, key=key, digest=built.digest, tag=tags[0],
                                        sha=self.values.sha)
         return ImageResult(image.name, "built", tags=built.tags, digest=built.digest, reason="built and pushed")
 
-    def _spec(self, image: ImageBuildConfig, ref: ImageRef, tags: tuple[str, ...], tmp: Path) -> BuildSpec:
-        context = context_dir(image)
-        dockerfile = dockerfile_path(image)
-        self.mirror.export(self.values.sha, tmp, [] if context == "." else [context, dockerfile])
-        return BuildSpec(image=ref.name, tags=tags, context=tmp / context, dockerfile=tmp / dockerfile,
-                         timeout_seconds=float(self.settings.timeout_seconds), build_args=image.build_args,
-                         target=image.target, **self._oci_metadata(),
-                         source=GitSource(self.repo.url, self.values.sha, context, dockerfile))
+    @contextlib.contextmanager
+    def _context(self, image: ImageBuildConfig) -> Iterator[tuple[Path, Path]]:
+        """The context dir and the Dockerfile at the pushed commit, for the build's duration: the
+        image's kept checkout (``handlers.build.workspace``) when the Dockerfile is inside the
+        context and no other build holds it, else a fresh export of both into a temp dir."""
+        context, dockerfile = context_dir(image), dockerfile_path(image)
+        inside = dockerfile.removeprefix("" if context == "." else f"{context}/")
+        if inside != dockerfile or context == ".":
+            where = checkout_dir(self.state_dir, self.repo.name, image.name)
+            with kept_context(self.mirror, self.values.sha, context, where) as tree:
+                if tree is not None:
+                    yield tree, tree / inside
+                    return
+        work = self.state_dir / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="build-", dir=work) as tmp:
+            self.mirror.export(self.values.sha, Path(tmp), [] if context == "." else [context, dockerfile])
+            yield Path(tmp) / context, Path(tmp) / dockerfile
 
     def _oci_metadata(self) -> dict[str, dict[str, str]]:
         """``labels=`` or ``annotations=`` for the spec, as ``build.oci_metadata`` says."""

@@ -1,0 +1,77 @@
+"""A kept checkout of each image's context, moved from one build's commit to the next by what changed.
+
+Exporting the whole context for every build writes every file again, and on a slow disk that is
+most of Shipline's own time in a build (118 files: 60-80 ms here, against 2-5 ms to move a kept
+checkout by one changed file). So each image has one checkout under
+``<state_dir>/contexts/<repo>/<image>-<hash>/``: ``tree/`` (the context's files, nothing else), the
+``index`` git keeps for it, and a ``complete`` marker. ``git read-tree --reset -u`` against the index
+rewrites only the files whose blob changed and deletes the files the new tree no longer has.
+
+Only one build uses a checkout at a time (an ``flock`` held until the build is done); a build that
+finds it held gets ``None`` and exports a fresh copy as before. The marker is removed before an
+update and written after it, so a checkout an update left half done (a killed worker) is wiped and
+checked out whole. Git writes the files, so the checks every checkout makes hold: no path with
+``.git`` or ``..``, nothing written through a symbolic link. The mirror's ``info/attributes``
+turns off every conversion (``handlers.build.mirror.NEUTRAL_ATTRIBUTES``), so the files are the
+commit's bytes. Files are written with umask 022, whatever the worker's, as the export's are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from handlers.build.mirror import GIT_ENV, GIT_TIMEOUT_SECONDS, Mirror
+from handlers.errors import PermanentError
+from handlers.validate import validate_relpath, validate_sha
+
+
+def checkout_dir(state_dir: Path, repo: str, image: str) -> Path:
+    """Where ``image`` of ``repo`` keeps its checkout: readable, and distinct for distinct names."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", image).strip("_")[-60:]
+    return state_dir / "contexts" / repo / f"{slug}-{hashlib.sha256(image.encode()).hexdigest()[:8]}"
+
+
+@contextlib.contextmanager
+def kept_context(mirror: Mirror, sha: str, context: str, where: Path) -> Iterator[Path | None]:
+    """``where/tree`` holding the tree of ``context`` (repo-relative, ``.`` for all) at ``sha``,
+    for as long as the block runs; None when another build holds it (export a fresh copy instead)."""
+    treeish = f"{validate_sha(sha)}^{{tree}}" if context in ("", ".") else \
+        f"{sha}:{validate_relpath(context, field='context')}"
+    where.mkdir(parents=True, exist_ok=True)
+    with open(where / "lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield None
+            return
+        try:
+            yield _moved(mirror, treeish, where)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _moved(mirror: Mirror, treeish: str, where: Path) -> Path:
+    tree, index, complete = where / "tree", where / "index", where / "complete"
+    if not complete.exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        index.unlink(missing_ok=True)
+    complete.unlink(missing_ok=True)
+    tree.mkdir(exist_ok=True)
+    argv = ["git", "--git-dir", str(mirror.path), "--work-tree", str(tree), "read-tree", "--reset", "-u", treeish]
+    env = {**os.environ, **GIT_ENV, "GIT_INDEX_FILE": str(index)}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, umask=0o022, timeout=GIT_TIMEOUT_SECONDS,
+                          check=False)
+    if done.returncode != 0:
+        shutil.rmtree(tree, ignore_errors=True)
+        index.unlink(missing_ok=True)
+        raise PermanentError(f"cannot check out {treeish}: {done.stderr.strip()[-500:]}")
+    complete.touch()
+    return tree
