@@ -3,8 +3,9 @@ reconcile loop: at most once a minute per process, while no build is using the s
 ten minutes of builds that kept overlapping, while they run (sparing what a running build made).
 "Own" images are the configured ones and every image the build index has a record of (an image
 renamed in the config keeps only its newest builds too). Build logs past ``build.log_keep_days``
-go on the same tick, whatever the backend, and so does git's maintenance of the build mirrors
-(``handlers.build.mirror.maintain_all``: a build's fetch leaves it to this tick)."""
+go on the same tick, whatever the backend, and so do git's maintenance of the build mirrors
+(``handlers.build.mirror.maintain_all``: a build's fetch leaves it to this tick) and the removal of
+the kept context checkouts of images no longer configured (``handlers.build.workspace``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from handlers.build.builder import BuildahBuilder, PruneResult
 from handlers.build.cache import BuildIndex
 from handlers.build.mirror import maintain_all
 from handlers.build.prune import StorageUnreadable, remove_old_logs
+from handlers.build.workspace import checkout_dir, remove_unkept
 from service import metrics
 from service.config import Config
 
@@ -37,8 +39,8 @@ class BuildCacheJanitor:
 
     def tick(self) -> PruneResult | None:
         """When due: old build logs deleted (``build.log_keep_days``, any backend), the mirrors
-        maintained, then the storage pruned (``build.cache_keep``, the local backend); the storage
-        prune's result, else None."""
+        maintained, unconfigured images' checkouts removed, then the storage pruned
+        (``build.cache_keep``, the local backend); the storage prune's result, else None."""
         settings = self.config.build
         if self.clock() < self._next:
             return None
@@ -50,6 +52,10 @@ class BuildCacheJanitor:
                 log.info("build logs older than %d days deleted: %d files", settings.log_keep_days, gone)
         for name, error in maintain_all(self.config.state_dir).failed:
             log.warning("git maintenance of the %s build mirror failed: %s", name, error)
+        state = self.config.state_dir
+        kept = {checkout_dir(state, repo.name, image.name) for repo in self.config.repos for image in repo.images}
+        for gone in remove_unkept(state, kept):
+            log.info("kept context checkout of an image no longer configured removed: %s", gone)
         if settings.backend != "local" or settings.cache_keep is None:
             return None
         builder = BuildahBuilder(state_dir=self.config.state_dir, registries=self.config.registries,

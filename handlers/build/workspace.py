@@ -10,7 +10,8 @@ rewrites only the files whose blob changed and deletes the files the new tree no
 Only one build uses a checkout at a time (an ``flock`` held until the build is done); a build that
 finds it held gets ``None`` and exports a fresh copy as before. The marker is removed before an
 update and written after it, so a checkout an update left half done (a killed worker) is wiped and
-checked out whole. Git writes the files, so the checks every checkout makes hold: no path with
+checked out whole. The worker's idle tick removes the checkouts of images no longer configured
+(``remove_unkept``). Git writes the files, so the checks every checkout makes hold: no path with
 ``.git`` or ``..``, nothing written through a symbolic link. The mirror's ``info/attributes``
 turns off every conversion (``handlers.build.mirror.NEUTRAL_ATTRIBUTES``), so the files are the
 commit's bytes. Files are written with umask 022, whatever the worker's, as the export's are.
@@ -75,3 +76,23 @@ def _moved(mirror: Mirror, treeish: str, where: Path) -> Path:
         raise PermanentError(f"cannot check out {treeish}: {done.stderr.strip()[-500:]}")
     complete.touch()
     return tree
+
+
+def remove_unkept(state_dir: Path, kept: set[Path]) -> list[Path]:
+    """Remove every checkout under ``<state_dir>/contexts`` that is not in ``kept`` (its image is no
+    longer configured) and that no build holds; the ones removed."""
+    removed = []
+    for where in sorted((state_dir / "contexts").glob("*/*")):
+        if where in kept or not where.is_dir():
+            continue
+        with open(where / "lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            shutil.rmtree(where, ignore_errors=True)
+        removed.append(where)
+    for repo in (state_dir / "contexts").glob("*"):
+        with contextlib.suppress(OSError):
+            repo.rmdir()  # only when empty
+    return removed

@@ -3,6 +3,7 @@ once per interval, and not at all for the Job backend or with ``cache_keep: null
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import time
@@ -15,6 +16,7 @@ from prometheus_client import REGISTRY
 
 from handlers.build.builder import BuildahBuilder, PruneResult
 from handlers.build.cache import BuildIndex
+from handlers.build.workspace import checkout_dir
 from handlers.settings import BuildSettings, RepoConfig
 from service.buildcache import BuildCacheJanitor
 
@@ -130,3 +132,18 @@ def test_the_tick_maintains_the_build_mirrors_whatever_the_backend(tmp_path: Pat
     assert len(list((mirror / "objects" / "pack").glob("*.pack"))) == 3
     BuildCacheJanitor(config(tmp_path, backend="job", job={"image": "reg.example/b:1"})).tick()
     assert len(list((mirror / "objects" / "pack").glob("*.pack"))) == 1
+
+
+def test_the_tick_removes_the_kept_checkouts_of_images_no_longer_configured(tmp_path: Path) -> None:
+    configured = checkout_dir(tmp_path, "shop", "reg.example/shop/frontend")
+    renamed = checkout_dir(tmp_path, "shop", "reg.example/shop/old-name")
+    gone_repo = checkout_dir(tmp_path, "gone", "reg.example/gone/app")
+    held = checkout_dir(tmp_path, "shop", "reg.example/shop/building")
+    for where in (configured, renamed, gone_repo, held):
+        (where / "tree").mkdir(parents=True)
+        (where / "tree" / "f").write_text("x")
+    with open(held / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a build still using it, whatever the config says now
+        BuildCacheJanitor(config(tmp_path)).tick()
+    assert (configured / "tree" / "f").exists() and (held / "tree" / "f").exists()
+    assert not renamed.exists() and not gone_repo.exists() and not gone_repo.parent.exists()
