@@ -21,7 +21,7 @@ import pstats
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,22 @@ COPY index.html /srv/index.html
 RUN echo "built" > /srv/built.txt && wc -c /srv/index.html > /srv/size.txt
 CMD ["httpd", "-f", "-p", "8080", "-h", "/srv"]
 """
+SERVICE_DOCKERFILE = """FROM {base}
+WORKDIR /app
+COPY src/ /app/src/
+RUN python3 -m compileall -q /app/src
+CMD ["python3", "-m", "src.service"]
+"""
+SERVICE_SOURCES = ("handlers", "service")
+"""The service-sized image's source: this repository's own Python packages, copied into its context."""
 PROFILED = (("mirror fetch", "handlers/build/mirror.py", "open"),
             ("which images changed", "handlers/build/changes.py", "changed_images"),
             ("tag values (describe)", "handlers/build/tags.py", "values_for"),
             ("commit facts", "handlers/build/run.py", "commit_facts"),
             ("content key", "handlers/build/cache.py", "context_key"),
             ("registry ping + index", "handlers/build/registry.py", "ping"),
-            ("context export", "handlers/build/mirror.py", "export"),
+            ("context checkout (kept, moved by the change)", "handlers/build/workspace.py", "_moved"),
+            ("context export (when the checkout is held)", "handlers/build/mirror.py", "export"),
             ("buildah bud", "handlers/build/builder.py", "_bud"),
             ("buildah push", "handlers/build/builder.py", "_push_all"))
 
@@ -100,10 +109,10 @@ class BuildStack:
     base: str
     """The busybox base image, pushed to ``registry``."""
 
-    def app_repo(self, files: dict[str, str]) -> AppRepo:
-        """The ``app`` repo on the git server, cloned to ``<root>/app``, ``files`` its first commit."""
-        url = self.server.create_repo("app")
-        app = AppRepo(url, self.root / "app")
+    def app_repo(self, files: dict[str, str], name: str = "app") -> AppRepo:
+        """The ``name`` repo on the git server, cloned to ``<root>/<name>``, ``files`` its first commit."""
+        url = self.server.create_repo(name)
+        app = AppRepo(url, self.root / name)
         git(self.root, "clone", "-q", url, str(app.work))
         app.seed(files)
         return app
@@ -123,6 +132,87 @@ def build_stack(name: str) -> Iterator[BuildStack]:
         with started(registry, server):
             say("building the base image")
             yield BuildStack(root, registry, server, build_base_image(stack, registry.host))
+
+
+def service_sources(prefix: str) -> dict[str, str]:
+    """``SERVICE_SOURCES``' ``.py`` files under ``<prefix>/src/``, as ``AppRepo.seed`` takes them."""
+    root = Path(__file__).resolve().parents[1]
+    return {f"{prefix}/src/{path.relative_to(root)}": path.read_text()
+            for top in SERVICE_SOURCES for path in sorted((root / top).rglob("*.py"))}
+
+
+@dataclass(frozen=True)
+class ServiceRounds:
+    """Seconds per round of the service-sized build, per side, and buildah's bud/push apart."""
+
+    files: int
+    ship: list[float]
+    annotated: list[float]
+    direct: list[float]
+    split: dict[str, dict[str, float]]
+
+
+def service_sized(built: BuildStack, driver: str, rounds: int) -> ServiceRounds:
+    """A Python service on the Debian base (``SERVICE_DOCKERFILE``): each round edits one of its
+    source files and builds it three ways, each going first in turn (Shipline with labels, with
+    annotations, plain ``buildah bud`` + ``push`` from a local directory), each in its own storage.
+    Each side's edit differs, so no side finds the others' layers in the registry."""
+    from devstack.debianbase import push_debian_base
+    from handlers.build.run import build_push
+    from handlers.settings import BuildSettings, RegistryConfig, RepoConfig
+
+    root, registry = built.root, built.registry
+    say("service-sized build: pushing the Debian base")
+    base = push_debian_base(root / "stack", registry.host)
+    sources = service_sources("svc")
+    app = built.app_repo({"svc/Dockerfile": SERVICE_DOCKERFILE.format(base=base), **sources}, name="svc")
+    edited = next(path for path in sources if path.endswith("handlers/build/run.py"))
+    repo = RepoConfig.model_validate({"name": "svc", "url": app.url, "branches": ["main"], "images": [
+        {"name": f"{registry.host}/bench/svc", "context": "svc", "tags": ["{short_sha}"]}]})
+    registries = [RegistryConfig(host=registry.host, insecure=True)]
+    context = root / "svc-direct"
+    for path, text in {"svc/Dockerfile": SERVICE_DOCKERFILE.format(base=base), **sources}.items():
+        (context / path).parent.mkdir(parents=True, exist_ok=True)
+        (context / path).write_text(text)
+    splits: dict[str, dict[str, list[float]]] = {"ship": {}, "annotated": {}, "direct": {}}
+
+    def edit(n: int, side: str) -> str:
+        return f"{sources[edited]}\n# round {n}, {side}\n"
+
+    def shipline(n: int, side: str) -> float:
+        event = app.push(edited, edit(n, side))
+        settings = BuildSettings(oci_metadata="annotations" if side == "annotated" else "labels")
+        with timed_buildah_steps(splits[side]) if n else contextlib.nullcontext():
+            began = time.perf_counter()
+            report = build_push(repo, event, settings=settings, registries=registries, state_dir=root / f"svc-{side}")
+            elapsed = time.perf_counter() - began
+        if [i.status for i in report.images] != ["built"]:
+            raise RuntimeError(f"build_push did not build: {report.to_dict()}")
+        return elapsed
+
+    def direct(n: int, side: str) -> float:
+        (context / edited).write_text(edit(n, side))
+        return direct_build(root / "svc-direct-storage", driver, context / "svc",
+                            f"{registry.host}/bench/svc-direct:r{n}", splits["direct"] if n else None)
+
+    sides = {"ship": shipline, "annotated": shipline, "direct": direct}
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    say("service-sized build: warm-up round (pulls the Debian base into each storage)")
+    for side, fn in sides.items():
+        fn(0, side)
+    for n in range(1, rounds + 1):
+        order = list(sides.items())
+        for side, fn in order[n % 3:] + order[:n % 3]:
+            times[side].append(fn(n, side))
+        say(f"service-sized round {n}: " + ", ".join(f"{side} {times[side][-1]:.2f} s" for side in sides))
+    split = {side: {step: median(v) for step, v in steps.items()} for side, steps in splits.items()}
+    return ServiceRounds(len(sources), times["ship"], times["annotated"], times["direct"], split)
+
+
+def paired(mine: list[float], theirs: list[float]) -> str:
+    """The median and range of ``mine[i] / theirs[i]``, as ``1.08× [0.97–1.21×]``."""
+    ratios = sorted(a / b for a, b in zip(mine, theirs, strict=True))
+    return f"{median(ratios):.3f}× [{ratios[0]:.2f}–{ratios[-1]:.2f}×]"
 
 
 class InlinePool:
@@ -289,6 +379,7 @@ def bench(quick: bool = False) -> Section:
                 raise RuntimeError(f"a docs-only push built something: {report.to_dict()}")
         reason = report.nothing_to_build_reason
         say(f"docs-only pushes: {', '.join(f'{d * 1000:.0f}' for d in docs)} ms")
+        service = service_sized(built, choice.driver, rounds)
     s, d, a = median(ship), median(direct), median(annotated)
     section.row(f"build + push, median ({choice.driver}), OCI keys as labels (default)", ms(s),
                 baseline=f"{ms(d)} (`buildah bud` + `push`, {choice.driver})", ratio=f"{s / d:.3f}×",
@@ -304,13 +395,19 @@ def bench(quick: bool = False) -> Section:
     section.row(f"build + push vs plain buildah given the same `LABEL` step ({choice.driver})", ms(s),
                 baseline=f"{ms(lab)} (`buildah bud` + `push`, the Dockerfile + one `LABEL`)",
                 ratio=f"{s / lab:.3f}×")
+    sv_s, sv_a, sv_d = median(service.ship), median(service.annotated), median(service.direct)
+    for what, value in (("OCI keys as labels (default)", sv_s), ("OCI keys as annotations", sv_a)):
+        section.row(f"service-sized build + push ({service.files} Python files on the Debian base, `compileall`), "
+                    f"median ({choice.driver}), {what}", ms(value),
+                    baseline=f"{ms(sv_d)} (`buildah bud` + `push`, {choice.driver})", ratio=f"{value / sv_d:.3f}×")
     docs_p50 = median(docs)
     section.row("docs-only push: work done (median)", ms(docs_p50), target="no build, ≤ 100 ms",
                 met=docs_p50 <= 0.1)
     own = sum(v for k, v in phases.items() if not k.startswith("buildah"))
     split = {side: {step: median(v) for step, v in steps.items()} for side, steps in splits.items()}
     section.data = {"split": split, "phases": phases, "ship": ship, "annotated": annotated, "direct": direct,
-                    "labelled": labelled, "fetched": fetched, "plain_fetch": fetches, "driver": choice.driver}
+                    "labelled": labelled, "fetched": fetched, "plain_fetch": fetches, "driver": choice.driver,
+                    "service": asdict(service)}
     section.facts += [
         f"Storage driver, every side: {choice.driver} (Shipline's `auto`: {choice.reason}).",
         f"{rounds} rounds after a warm-up, each side going first in turn. Shipline rounds: "
@@ -326,8 +423,8 @@ def bench(quick: bool = False) -> Section:
         f"`--root/--runroot` storage, `--storage-driver {choice.driver}`, `bud --isolation chroot --layers "
         "--force-rm`, `push --tls-verify=false --digestfile`. Shipline's sides also fetch their mirror (tags "
         "`{short_sha}`: no `{describe}`, so only the pushed commit is fetched), diff the push, compute the "
-        "content key, ping the registry, export the context, add the three OCI keys (as one `LABEL` step, or as "
-        "`--annotation` flags) and record the build.",
+        "content key, ping the registry, move the image's kept checkout of its context to the commit, add the "
+        "three OCI keys (as one `LABEL` step, or as `--annotation` flags) and record the build.",
         "The same rounds timed apart (medians): `buildah bud` / `push` "
         + "; ".join(f"{name} {ms(split[side]['bud'])} / {ms(split[side]['push'])}, the rest "
                     f"{ms(total - split[side]['bud'] - split[side]['push'])}"
@@ -337,6 +434,27 @@ def bench(quick: bool = False) -> Section:
         "Profile of one more Shipline round (cProfile, cumulative): "
         + ", ".join(f"{label} {v * 1000:.0f} ms" for label, v in phases.items())
         + f"; Shipline's own steps {own * 1000:.0f} ms.",
+        f"Service-sized build: `FROM` the stack's Debian bookworm base, `COPY` of {service.files} Python files "
+        f"(this repository's {' and '.join(f'`{t}/`' for t in SERVICE_SOURCES)}), `RUN python3 -m compileall`, "
+        "`CMD`; each round appends a line to one of the files. "
+        f"{len(service.direct)} rounds after a warm-up, each side going first in turn: Shipline (labels) "
+        + ", ".join(f"{x:.2f}" for x in service.ship) + " s; Shipline (annotations) "
+        + ", ".join(f"{x:.2f}" for x in service.annotated) + " s; plain "
+        + ", ".join(f"{x:.2f}" for x in service.direct)
+        + " s. `buildah bud` / `push` medians: "
+        + "; ".join(f"{name} {ms(service.split[side]['bud'])} / {ms(service.split[side]['push'])}, the rest "
+                    f"{ms(total - service.split[side]['bud'] - service.split[side]['push'])}"
+                    for name, side, total in (("Shipline (labels)", "ship", sv_s),
+                                              ("Shipline (annotations)", "annotated", sv_a), ("plain", "direct", sv_d)))
+        + ".",
+        "Per-round ratios (a round runs every side back to back, so a machine that drifts between rounds "
+        "moves all of them), median [min–max]: " + "; ".join(
+            f"{name} {paired(mine, theirs)}" for name, mine, theirs in (
+                ("Shipline (labels) / plain", ship, direct), ("Shipline (annotations) / plain", annotated, direct),
+                ("Shipline (annotations) / fetch + export + plain", annotated, fetched),
+                ("Shipline (labels) / plain + `LABEL`", ship, labelled),
+                ("service-sized, Shipline (labels) / plain", service.ship, service.direct),
+                ("service-sized, Shipline (annotations) / plain", service.annotated, service.direct))) + ".",
         f"Docs-only pushes ({len(docs)}): " + ", ".join(f"{x * 1000:.0f}" for x in docs)
         + f" ms; outcome: \u201c{reason}\u201d (mirror fetch and diff included).",
     ]
