@@ -106,3 +106,20 @@ def test_a_held_checkout_or_a_dockerfile_outside_the_context_builds_from_a_fresh
         assert held is not None
         report = app.build(event)
     assert [(i.name, i.status) for i in report.images] == [(app.image("frontend"), "built")]
+
+
+def test_nothing_is_written_through_a_symbolic_link_the_previous_commit_left(app: AppRepo, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    m, where = mirror(app), tmp_path / "kept"
+    (app.work / "frontend" / "out").symlink_to(outside)
+    linked = app.commit({})
+    (app.work / "frontend" / "out").unlink()
+    replaced = app.commit({"frontend/out/evil.txt": "written where?\n"})
+    app.push("main")
+    m.fetch()
+    with kept_context(m, linked, "frontend", where) as tree:
+        assert tree is not None and (tree / "out").is_symlink()
+    with kept_context(m, replaced, "frontend", where) as tree:
+        assert tree is not None and (tree / "out" / "evil.txt").read_text() == "written where?\n"
+    assert not (tree / "out").is_symlink() and list(outside.iterdir()) == []
