@@ -105,6 +105,10 @@ class Daemon:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
                 _reap(pid)
+            # a child forked while the signal went out (a worker stopped a second after its start)
+            # misses it and outlives the leader: what is left of the group goes too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
 
     def kill(self) -> None:
