@@ -10,8 +10,9 @@ rewrites only the files whose blob changed and deletes the files the new tree no
 Only one build uses a checkout at a time (an ``flock`` held until the build is done); a build that
 finds it held gets ``None`` and exports a fresh copy as before. The marker is removed before an
 update and written after it, so a checkout an update left half done (a killed worker) is wiped and
-checked out whole. The worker's idle tick removes the checkouts of images no longer configured
-(``remove_unkept``). Git writes the files, so the checks every checkout makes hold: no path with
+checked out whole; so is one git cannot move (a damaged index), once, before the build fails.
+The worker's idle tick removes the checkouts of images no longer configured (``remove_unkept``).
+Git writes the files, so the checks every checkout makes hold: no path with
 ``.git`` or ``..``, nothing written through a symbolic link. The mirror's ``info/attributes``
 turns off every conversion (``handlers.build.mirror.NEUTRAL_ATTRIBUTES``), so the files are the
 commit's bytes. Files are written with umask 022, whatever the worker's, as the export's are.
@@ -44,8 +45,8 @@ def checkout_dir(state_dir: Path, repo: str, image: str) -> Path:
 def kept_context(mirror: Mirror, sha: str, context: str, where: Path) -> Iterator[Path | None]:
     """``where/tree`` holding the tree of ``context`` (repo-relative, ``.`` for all) at ``sha``,
     for as long as the block runs; None when another build holds it (export a fresh copy instead)."""
-    treeish = f"{validate_sha(sha)}^{{tree}}" if context in ("", ".") else \
-        f"{sha}:{validate_relpath(context, field='context')}"
+    sha = validate_sha(sha)
+    treeish = f"{sha}^{{tree}}" if context in ("", ".") else f"{sha}:{validate_relpath(context, field='context')}"
     where.mkdir(parents=True, exist_ok=True)
     with open(where / "lock", "a") as lock:
         try:
@@ -60,22 +61,35 @@ def kept_context(mirror: Mirror, sha: str, context: str, where: Path) -> Iterato
 
 
 def _moved(mirror: Mirror, treeish: str, where: Path) -> Path:
-    tree, index, complete = where / "tree", where / "index", where / "complete"
+    tree, complete = where / "tree", where / "complete"
     if not complete.exists():
-        shutil.rmtree(tree, ignore_errors=True)
-        index.unlink(missing_ok=True)
+        _wipe(where)
     complete.unlink(missing_ok=True)
-    tree.mkdir(exist_ok=True)
-    argv = ["git", "--git-dir", str(mirror.path), "--work-tree", str(tree), "read-tree", "--reset", "-u", treeish]
-    env = {**os.environ, **GIT_ENV, "GIT_INDEX_FILE": str(index)}
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, umask=0o022, timeout=GIT_TIMEOUT_SECONDS,
-                          check=False)
-    if done.returncode != 0:
-        shutil.rmtree(tree, ignore_errors=True)
-        index.unlink(missing_ok=True)
-        raise PermanentError(f"cannot check out {treeish}: {done.stderr.strip()[-500:]}")
+    error = _read_tree(mirror, treeish, where)
+    if error is not None:  # a damaged index or tree: once more from nothing
+        _wipe(where)
+        error = _read_tree(mirror, treeish, where)
+    if error is not None:
+        _wipe(where)
+        raise PermanentError(f"cannot check out {treeish}: {error}")
     complete.touch()
     return tree
+
+
+def _read_tree(mirror: Mirror, treeish: str, where: Path) -> str | None:
+    """git's complaint, or None when ``where/tree`` matches ``treeish``."""
+    (where / "tree").mkdir(exist_ok=True)
+    argv = ["git", "--git-dir", str(mirror.path), "--work-tree", str(where / "tree"),
+            "read-tree", "--reset", "-u", treeish]
+    env = {**os.environ, **GIT_ENV, "GIT_INDEX_FILE": str(where / "index")}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, umask=0o022, timeout=GIT_TIMEOUT_SECONDS,
+                          check=False)
+    return None if done.returncode == 0 else done.stderr.strip()[-500:]
+
+
+def _wipe(where: Path) -> None:
+    shutil.rmtree(where / "tree", ignore_errors=True)
+    (where / "index").unlink(missing_ok=True)
 
 
 def remove_unkept(state_dir: Path, kept: set[Path]) -> list[Path]:

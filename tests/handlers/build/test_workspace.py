@@ -123,3 +123,12 @@ def test_nothing_is_written_through_a_symbolic_link_the_previous_commit_left(app
     with kept_context(m, replaced, "frontend", where) as tree:
         assert tree is not None and (tree / "out" / "evil.txt").read_text() == "written where?\n"
     assert not (tree / "out").is_symlink() and list(outside.iterdir()) == []
+
+
+def test_a_checkout_with_a_damaged_index_is_checked_out_again_from_nothing(app: AppRepo, tmp_path: Path) -> None:
+    m, seed, where = mirror(app), app.pushed["refs/heads/main"], tmp_path / "kept"
+    with kept_context(m, seed, "frontend", where) as tree:
+        assert tree is not None
+    (where / "index").write_bytes(b"DIRC not an index")
+    with kept_context(m, seed, "frontend", where) as tree:
+        assert tree is not None and sorted(files(tree)) == ["Dockerfile", "index.html"]
