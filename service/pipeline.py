@@ -64,6 +64,8 @@ LOCK_POLL_SECONDS = 0.05
 """A waiter asks for a busy lock this often (redis-py's default, 0.1 s, was a tenth of a second
 between one holder and the next)."""
 DRIFT_QUEUED_SECONDS = 30
+REPORT_CHUNK = 500
+"""Events a sync reports per round trip and transaction (``Pipeline._report_sync``)."""
 LOG_TAIL_BYTES = 64 * 1024
 PUSHED_HEAD_TTL_SECONDS = 300
 """How long a commit pushed to a manifests branch (a bump's, or one a push webhook announced)
@@ -393,17 +395,35 @@ class Pipeline:
         return result
 
     def _report_sync(self, env: EnvironmentConfig, result: SyncResult, event_ids: list[str]) -> None:
-        """Each event's sync step, once per revision; a manifests push ends here (its job was the sync)."""
+        """Each event's sync step, once per revision; a manifests push ends here (its job was the sync).
+
+        ``REPORT_CHUNK`` events at a time: one round trip reads what each needs, one transaction
+        writes their steps and statuses and takes them off the environment's pending set, so a
+        report cut short (a killed worker, Redis restarted) leaves the retry only what was not
+        reported yet. Event by event, a 30-minute soak's sync had 58,000 events to report at five
+        round trips each, took longer than the two minutes between worker kills, and began again
+        from the first event each time."""
         summary = status_of(result, cluster_name(env.cluster))["summary"]
-        for event_id in event_ids:
-            reported = self._reported_key(env.name, event_id, result.revision)
-            if not self.r.exists(reported):
-                self.store.add_step(event_id, "sync", result.health.status, summary, environment=env.name,
-                                    revision=result.revision)
-                self.r.set(reported, "1", ex=self.config.redis.dedupe_ttl_seconds)
-            record = self.store.get(event_id)
-            if record is not None and record.kind == "git_pushed" and record.status == "running":
-                self._finish(event_id, "done", summary)
+        for start in range(0, len(event_ids), REPORT_CHUNK):
+            self._report_chunk(env, result, summary, event_ids[start:start + REPORT_CHUNK])
+
+    def _report_chunk(self, env: EnvironmentConfig, result: SyncResult, summary: str, event_ids: list[str]) -> None:
+        reported = [self._reported_key(env.name, event_id, result.revision) for event_id in event_ids]
+        with self.r.pipeline(transaction=False) as reads:
+            for key in reported:
+                reads.exists(key)
+            seen = reads.execute()
+        heads = self.store.heads(event_ids)
+        with self.r.pipeline(transaction=True) as writes:
+            for event_id, key, was_reported, head in zip(event_ids, reported, seen, heads, strict=True):
+                if not was_reported:
+                    self.store.add_step_to(writes, event_id, "sync", result.health.status, summary,
+                                           environment=env.name, revision=result.revision)
+                    writes.set(key, "1", ex=self.config.redis.dedupe_ttl_seconds)
+                if head == ("git_pushed", "running"):
+                    self.store.set_status(event_id, "done", summary, pipe=writes)
+            writes.srem(f"shipline:sync:events:{env.name}", *event_ids)
+            writes.execute()
 
     def _sync_now(self, env: EnvironmentConfig) -> SyncResult:
         started = time.monotonic()
@@ -446,8 +466,8 @@ class Pipeline:
     def _reported_key(self, env_name: str, event_id: str, revision: str) -> str:
         """Set once (environment, event, revision) has its sync step: a ``process_event`` retried
         after Redis failed mid-way requests the same sync twice, and a sync retried after dying
-        mid-report syncs again; the event still gets one step (set after the step is written, so
-        a death in between repeats the step rather than losing it)."""
+        mid-report syncs again; the event still gets one step (set in the transaction that writes
+        the step, ``_report_chunk``)."""
         return f"shipline:sync:reported:{env_name}:{event_id}:{revision}"
 
     def _synced(self, env: EnvironmentConfig, event_ids: list[str]) -> None:

@@ -375,15 +375,29 @@ class EventStore:
         for step in self.r.lrange(key + ":steps", 0, -1):
             self.r.rpush(PREFIX + "event:" + correlation_id + ":steps", step)
 
-    def set_status(self, event_id: str, status: str, outcome: str | None = None) -> None:
-        """A final status makes the event trimmable by retention (and trims); any other takes it back."""
+    def heads(self, event_ids: list[str]) -> list[tuple[str, str] | None]:
+        """Each event's ``(kind, status)``, None for one not stored: one round trip for them all."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.hmget(PREFIX + "event:" + event_id, "data", "status")
+            rows = pipe.execute()
+        return [None if data is None else (str(json.loads(data).get("kind", "")), status or "")
+                for data, status in rows]
+
+    def set_status(self, event_id: str, status: str, outcome: str | None = None, *, pipe: Any = None) -> None:
+        """A final status makes the event trimmable by retention (and trims); any other takes it back.
+        Given ``pipe`` (a Redis pipeline), it joins that pipeline instead of running now."""
         fields: list[Any] = ["status", status, "updated", time.time()]
         if outcome is not None:
             fields += ["outcome", outcome[-4000:]]
         keys = [PREFIX + "event:" + event_id, PREFIX + "events", PREFIX + "events:final"]
         args = ["1" if status in FINAL_STATUSES else "0", event_id, PREFIX + "event:", self.retention.records,
                 TRIM_BATCH, *fields]
-        self._status_script(keys=keys, args=args)
+        self._status_script(keys=keys, args=args, client=pipe)
+
+    def add_step_to(self, pipe: Any, event_id: str, stage: str, status: str, detail: str = "", **extra: Any) -> None:
+        """``add_step`` as part of ``pipe`` (a Redis pipeline)."""
+        self._step(pipe, event_id, stage, status, detail, **extra)
 
     def add_step(self, event_id: str, stage: str, status: str, detail: str = "",
                  **extra: Any) -> None:

@@ -360,7 +360,7 @@ def test_a_sync_that_dies_while_reporting_finishes_its_events_when_retried(stack
     assert store.get(pushed).status == "running"
     finish = EventStore.set_status
 
-    def redis_dies_once(self, event_id: str, status: str, outcome: str = "") -> None:
+    def redis_dies_once(self, event_id: str, status: str, outcome: str = "", **kwargs: object) -> None:
         monkeypatch.setattr(EventStore, "set_status", finish)
         raise redis_lib.ConnectionError("Connection refused")
 
@@ -375,3 +375,44 @@ def test_a_sync_that_dies_while_reporting_finishes_its_events_when_retried(stack
     assert [s["stage"] for s in done.steps].count("sync") == 1
     assert synced == ["staging", "staging"]
     assert pipeline.sync(env_name, int(number)) is None, "a third delivery of the same job is covered"
+
+
+def test_a_report_cut_short_leaves_the_retry_only_what_it_had_not_reported(stack, redis_client, tmp_path,
+                                                                           monkeypatch) -> None:
+    """A sync reports its events a chunk at a time, each chunk taken off the pending set in the
+    transaction that wrote it: Redis gone in the third chunk keeps the first two reported, and the
+    retry reports the rest, one sync step per event in all."""
+    import redis as redis_lib
+
+    import service.pipeline as pipeline_module
+    from handlers.sync.health import HEALTHY
+    from handlers.sync.reconcile import SyncResult
+
+    monkeypatch.setattr(pipeline_module, "REPORT_CHUNK", 2)
+    pipeline, queued = manifests_staging(stack, redis_client, tmp_path)
+    store = pipeline.store
+    monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
+    pushes = [record(store, MANIFESTS_URL, f"{n}" * 40, f"{n + 1}" * 40) for n in range(1, 6)]
+    for pushed in pushes:
+        pipeline.process_event(pushed)
+    finish, calls = EventStore.set_status, []
+
+    def redis_dies_at_the_fifth(self, event_id: str, status: str, outcome: str = "", **kwargs: object) -> None:
+        calls.append(event_id)
+        if len(calls) == 5:
+            raise redis_lib.ConnectionError("Connection refused")
+        finish(self, event_id, status, outcome, **kwargs)
+
+    monkeypatch.setattr(EventStore, "set_status", redis_dies_at_the_fifth)
+    number = max(int(m[3]) for m in queued if m[1] == "sync_env")
+    with pytest.raises(redis_lib.ConnectionError):
+        pipeline.sync("staging", number)
+    ordered = sorted(pushes)
+    assert [store.get(e).status for e in ordered] == ["done"] * 4 + ["running"]
+    assert redis_client.smembers("shipline:sync:events:staging") == {ordered[4]}
+    monkeypatch.setattr(EventStore, "set_status", finish)
+    assert pipeline.sync("staging", number) is not None
+    for event_id in ordered:
+        done = store.get(event_id)
+        assert done.status == "done" and [s["stage"] for s in done.steps].count("sync") == 1
+    assert not redis_client.smembers("shipline:sync:events:staging")
