@@ -209,6 +209,16 @@ def service_sized(built: BuildStack, driver: str, rounds: int) -> ServiceRounds:
     return ServiceRounds(len(sources), times["ship"], times["annotated"], times["direct"], split)
 
 
+def split_text(split: dict[str, dict[str, float]], labels: float, annotated: float, plain: float) -> str:
+    """Each side's median ``bud`` / ``push`` and the rest of its median total (``labels``,
+    ``annotated``, ``plain``): Shipline's own steps, or for plain next to nothing."""
+    return "; ".join(f"{name} {ms(split[side]['bud'])} / {ms(split[side]['push'])}, the rest "
+                     f"{ms(total - split[side]['bud'] - split[side]['push'])}"
+                     for name, side, total in (("Shipline (labels)", "ship", labels),
+                                               ("Shipline (annotations)", "annotated", annotated),
+                                               ("plain", "direct", plain)))
+
+
 def paired(mine: list[float], theirs: list[float]) -> str:
     """The median and range of ``mine[i] / theirs[i]``, as ``1.08× [0.97–1.21×]``."""
     ratios = sorted(a / b for a, b in zip(mine, theirs, strict=True))
@@ -425,11 +435,7 @@ def bench(quick: bool = False) -> Section:
         "`{short_sha}`: no `{describe}`, so only the pushed commit is fetched), diff the push, compute the "
         "content key, ping the registry, move the image's kept checkout of its context to the commit, add the "
         "three OCI keys (as one `LABEL` step, or as `--annotation` flags) and record the build.",
-        "The same rounds timed apart (medians): `buildah bud` / `push` "
-        + "; ".join(f"{name} {ms(split[side]['bud'])} / {ms(split[side]['push'])}, the rest "
-                    f"{ms(total - split[side]['bud'] - split[side]['push'])}"
-                    for name, side, total in (("Shipline (labels)", "ship", s),
-                                              ("Shipline (annotations)", "annotated", a), ("plain", "direct", d)))
+        "The same rounds timed apart (medians): `buildah bud` / `push` " + split_text(split, s, a, d)
         + " (the rest is the median total minus the two: Shipline's own steps; for plain, next to nothing).",
         "Profile of one more Shipline round (cProfile, cumulative): "
         + ", ".join(f"{label} {v * 1000:.0f} ms" for label, v in phases.items())
@@ -441,12 +447,7 @@ def bench(quick: bool = False) -> Section:
         + ", ".join(f"{x:.2f}" for x in service.ship) + " s; Shipline (annotations) "
         + ", ".join(f"{x:.2f}" for x in service.annotated) + " s; plain "
         + ", ".join(f"{x:.2f}" for x in service.direct)
-        + " s. `buildah bud` / `push` medians: "
-        + "; ".join(f"{name} {ms(service.split[side]['bud'])} / {ms(service.split[side]['push'])}, the rest "
-                    f"{ms(total - service.split[side]['bud'] - service.split[side]['push'])}"
-                    for name, side, total in (("Shipline (labels)", "ship", sv_s),
-                                              ("Shipline (annotations)", "annotated", sv_a), ("plain", "direct", sv_d)))
-        + ".",
+        + " s. `buildah bud` / `push` medians: " + split_text(service.split, sv_s, sv_a, sv_d) + ".",
         "Per-round ratios (a round runs every side back to back, so a machine that drifts between rounds "
         "moves all of them), median [min–max]: " + "; ".join(
             f"{name} {paired(mine, theirs)}" for name, mine, theirs in (
