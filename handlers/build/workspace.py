@@ -48,14 +48,21 @@ def kept_context(mirror: Mirror, sha: str, context: str, where: Path) -> Iterato
     sha = validate_sha(sha)
     treeish = f"{sha}^{{tree}}" if context in ("", ".") else f"{sha}:{validate_relpath(context, field='context')}"
     where.mkdir(parents=True, exist_ok=True)
+    with _held(where) as held:
+        yield _moved(mirror, treeish, where) if held else None
+
+
+@contextlib.contextmanager
+def _held(where: Path) -> Iterator[bool]:
+    """``where``'s lock held within, if no one else holds it: yields whether it is held."""
     with open(where / "lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield None
+            yield False
             return
         try:
-            yield _moved(mirror, treeish, where)
+            yield True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -99,10 +106,8 @@ def remove_unkept(state_dir: Path, kept: set[Path]) -> list[Path]:
     for where in sorted((state_dir / "contexts").glob("*/*")):
         if where in kept or not where.is_dir():
             continue
-        with open(where / "lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with _held(where) as held:
+            if not held:
                 continue
             shutil.rmtree(where, ignore_errors=True)
         removed.append(where)
