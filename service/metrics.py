@@ -17,6 +17,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.responses import Response
 
+from service.store import READ_CHUNK
+
 DELIVERIES = Counter("shipline_deliveries_total", "Webhook deliveries by source and outcome",
                      ["source", "outcome"])
 STAGE_SECONDS = Histogram("shipline_stage_duration_seconds", "Duration of build, bump and sync runs",
@@ -70,18 +72,29 @@ LEAD_TIMES = "shipline:leadtime:"
 def observe_lead_time(store: Any, environment: str, correlation_ids: list[str]) -> dict[str, float]:
     """Push received → ``environment`` Healthy, once per release (its correlation record's
     ``received_at``); a later reconcile of the same release does not count again. Kept per
-    release (``leadtime:<id>``: environment → seconds) for the API; returns what it observed."""
+    release (``leadtime:<id>``: environment → seconds) for the API; returns what it observed.
+    Two round trips per ``READ_CHUNK`` releases besides the reads: a sync after a backlog covers
+    tens of thousands."""
     observed: dict[str, float] = {}
-    for correlation_id in correlation_ids:
-        record = store.get(correlation_id)
-        if record is None or not record.received_at:
-            continue
-        if store.r.set(f"{LEAD_TIME_SEEN}{environment}:{correlation_id}", "1", nx=True, ex=store.dedupe_ttl):
-            seconds = round(max(0.0, time.time() - record.received_at), 3)
-            LEAD_TIME.labels(environment=environment).observe(seconds)
-            store.r.hset(LEAD_TIMES + correlation_id, environment, seconds)
-            store.r.expire(LEAD_TIMES + correlation_id, store.dedupe_ttl)
-            observed[correlation_id] = seconds
+    for start in range(0, len(correlation_ids), READ_CHUNK):
+        chunk = correlation_ids[start:start + READ_CHUNK]
+        received = {c: facts["received_at"] for c, facts in zip(chunk, store.facts(chunk), strict=True)
+                    if facts and facts.get("received_at")}
+        with store.r.pipeline(transaction=False) as pipe:
+            for correlation_id in received:
+                pipe.set(f"{LEAD_TIME_SEEN}{environment}:{correlation_id}", "1", nx=True, ex=store.dedupe_ttl)
+            first = pipe.execute()
+        now = time.time()
+        with store.r.pipeline(transaction=False) as pipe:
+            for (correlation_id, at), new in zip(received.items(), first, strict=True):
+                if not new:
+                    continue
+                seconds = round(max(0.0, now - float(at)), 3)
+                LEAD_TIME.labels(environment=environment).observe(seconds)
+                pipe.hset(LEAD_TIMES + correlation_id, environment, seconds)
+                pipe.expire(LEAD_TIMES + correlation_id, store.dedupe_ttl)
+                observed[correlation_id] = seconds
+            pipe.execute()
     return observed
 
 

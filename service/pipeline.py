@@ -473,8 +473,9 @@ class Pipeline:
     def _synced(self, env: EnvironmentConfig, event_ids: list[str]) -> None:
         statuses = EnvironmentStatusStore(self.r)
         status = statuses.get(env.name)
-        records = [r for r in (self.store.get(i) for i in event_ids) if r is not None]
-        correlation_ids = sorted({r.correlation_id or r.id for r in records})
+        correlation_ids = sorted({facts.get("correlation_id") or event_id
+                                  for event_id, facts in zip(event_ids, self.store.facts(event_ids), strict=True)
+                                  if facts is not None})
         if status.get("health") == "Healthy":
             lead = metrics.observe_lead_time(self.store, env.name, correlation_ids)
             if lead:

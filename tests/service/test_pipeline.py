@@ -416,3 +416,38 @@ def test_a_report_cut_short_leaves_the_retry_only_what_it_had_not_reported(stack
         done = store.get(event_id)
         assert done.status == "done" and [s["stage"] for s in done.steps].count("sync") == 1
     assert not redis_client.smembers("shipline:sync:events:staging")
+
+
+def test_a_sync_covering_thousands_of_events_reads_them_a_chunk_per_round_trip(stack, redis_client, tmp_path,
+                                                                                 monkeypatch) -> None:
+    """After a backlog one sync covers tens of thousands of events. Its lead times and its report
+    read and write them a chunk per round trip: one read each (the 30-minute soak) outlasted the
+    time between faults, and the retry began again from the first."""
+    import redis.connection
+
+    from handlers.sync.health import HEALTHY
+    from handlers.sync.reconcile import SyncResult
+    from service.environments import EnvironmentStatusStore
+
+    pipeline, _ = manifests_staging(stack, redis_client, tmp_path)
+    store = pipeline.store
+    monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
+    EnvironmentStatusStore(redis_client).put("staging", {"health": "Healthy", "revision": "c0ffee"})
+    covered = 3000
+    pushes = [record(store, MANIFESTS_URL, "1" * 40, "2" * 40) for _ in range(covered)]
+    redis_client.sadd("shipline:sync:events:staging", *pushes)
+    number = redis_client.incr("shipline:sync:req:staging")
+    send, trips = redis.connection.Connection.send_packed_command, []
+
+    def counted(self, command, check_health=True):
+        trips.append(1)
+        return send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
+    assert pipeline.sync("staging", number) is not None
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", send)
+
+    assert len(trips) < 100, f"{len(trips)} round trips for {covered} events"
+    assert all(redis_client.hget(f"shipline:leadtime:{p}", "staging") is not None for p in pushes)
+    assert not redis_client.smembers("shipline:sync:events:staging")
+    assert sum(1 for p in pushes if [s["stage"] for s in store.get(p).steps].count("sync") == 1) == covered
