@@ -289,8 +289,7 @@ class Pipeline:
                 if not ids:
                     cover(upto)
                     break
-                records = [r for r in (self.store.get(i) for i in ids) if r is not None]
-                records, held = rollback.held_back(self.r, env, records)
+                records, held = rollback.held_back(self.r, env, self.store.records(ids))
                 for record, why in held:
                     self.store.add_step(record.id, "bump", "skipped", why, environment=env.name)
                     self._finish(record.id, "done", why)
@@ -308,7 +307,8 @@ class Pipeline:
         return tuple(results)
 
     def _after_bump(self, env: EnvironmentConfig, records: list[EventRecord], result: BumpResult) -> None:
-        records = [self.store.get(r.id) or r for r in records]  # correlation may have been linked meanwhile
+        linked = {r.id: r for r in self.store.records([r.id for r in records])}  # correlations linked meanwhile
+        records = [linked.get(r.id, r) for r in records]
         changes = [f"{c.file}: {c.old} → {c.new}" for c in result.changes]
         detail = f"{env.name}: commit {result.commit[:10]} " if result.commit else f"{env.name}: no change "
         detail += "; ".join(changes or list(result.skipped))
@@ -317,12 +317,14 @@ class Pipeline:
             self.r.set(_pushed_key(env), result.commit, ex=PUSHED_HEAD_TTL_SECONDS)
             self.releases.remember_commit(result.commit, correlations, env.name)
             rollback.remember_bump(self.r, env, result.commit, records, self.config.redis.dedupe_ttl_seconds)
-        for record in records:
-            self.store.add_step(record.id, "bump", "done", detail, environment=env.name, commit=result.commit or "")
-            if record.correlation_id and record.correlation_id != record.id:
-                self.store.add_step(record.correlation_id, "bump", "done", detail, environment=env.name,
-                                    commit=result.commit or "")
-            self._finish(record.id, "done", detail)
+        for start in range(0, len(records), REPORT_CHUNK):  # one round trip per chunk: a backlog bumps thousands
+            with self.r.pipeline(transaction=True) as writes:
+                for record in records[start:start + REPORT_CHUNK]:
+                    for event_id in dict.fromkeys((record.id, record.correlation_id or record.id)):
+                        self.store.add_step_to(writes, event_id, "bump", "done", detail, environment=env.name,
+                                               commit=result.commit or "")
+                    self.store.set_status(record.id, "done", detail, pipe=writes)
+                writes.execute()
         if env.pull_request is not None and (result.commit or result.already_applied):
             moved = {event.image: event.tag for event in (event_from_dict(r.event) for r in records)
                      if isinstance(event, ImagePushed)}

@@ -3,9 +3,11 @@ running build of the same branch, and only the newer one is built to completion.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -288,6 +290,59 @@ def test_a_waiting_job_ends_with_the_round_that_committed_its_events(stack, redi
     assert round_ends[1] <= ended[0] < round_ends[2], (ended, round_ends)
 
 
+@contextlib.contextmanager
+def round_trips() -> Iterator[list[int]]:
+    """Every command or pipeline this process sends to Redis while inside, one entry each."""
+    import redis.connection
+
+    send, trips = redis.connection.Connection.send_packed_command, []
+
+    def counted(self, command, check_health=True):  # noqa: ANN001, ANN202 - redis-py's signature
+        trips.append(1)
+        return send(self, command, check_health)
+
+    redis.connection.Connection.send_packed_command = counted
+    try:
+        yield trips
+    finally:
+        redis.connection.Connection.send_packed_command = send
+
+
+def test_a_bump_round_of_thousands_of_events_reads_and_reports_them_a_chunk_per_round_trip(
+        stack, redis_client, tmp_path, monkeypatch) -> None:
+    """A backlog of image events (the git server down for a while) is one bump round: reading
+    and finishing its events one at a time made that round outlast the time between faults."""
+    from handlers import bump as bump_module
+    from handlers.bump import BumpResult
+    from handlers.events import ImagePushed
+
+    image = f"{stack.registry.host}/shop/web"
+    pipeline, _ = staging_of(stack, redis_client, tmp_path, [image])
+    updates: list[int] = []
+    monkeypatch.setattr(bump_module, "bump", lambda env, ups, ids, state: updates.append(len(ups)) or
+                        BumpResult("c0ffee" * 6 + "abcd", (), ()))
+    waiting = 2000
+    ids = []
+    for n in range(waiting):
+        event = ImagePushed(registry=stack.registry.host, repository="shop/web", tag=f"1.0.{n}", digest="",
+                            delivery_id="", source="registry")
+        rec = EventRecord(id=new_event_id(), source="registry", receiver="default", kind=event.kind,
+                          event=event_to_dict(event))
+        pipeline.store.save(rec)
+        ids.append(rec.id)
+    redis_client.sadd("shipline:bump:pending:staging", *ids)
+    number = redis_client.incr("shipline:bump:req:staging")
+
+    with round_trips() as trips:
+        pipeline.bump("staging", number)
+
+    assert updates == [waiting]
+    assert len(trips) < 100, f"{len(trips)} round trips for {waiting} events"
+    finished = [pipeline.store.get(i) for i in ids]
+    assert all(r.status == "done" and [s["stage"] for s in r.steps] == ["bump"] for r in finished)
+    assert not redis_client.smembers("shipline:bump:pending:staging")
+
+
 def test_a_bump_out_of_retries_marks_its_waiting_events_failed(stack, redis_client, tmp_path, monkeypatch) -> None:
     from handlers import bump as bump_module
     from handlers.errors import TransientError
@@ -423,8 +478,6 @@ def test_a_sync_covering_thousands_of_events_reads_them_a_chunk_per_round_trip(s
     """After a backlog one sync covers tens of thousands of events. Its lead times and its report
     read and write them a chunk per round trip: one read each (the 30-minute soak) outlasted the
     time between faults, and the retry began again from the first."""
-    import redis.connection
-
     from handlers.sync.health import HEALTHY
     from handlers.sync.reconcile import SyncResult
     from service.environments import EnvironmentStatusStore
@@ -437,15 +490,8 @@ def test_a_sync_covering_thousands_of_events_reads_them_a_chunk_per_round_trip(s
     pushes = [record(store, MANIFESTS_URL, "1" * 40, "2" * 40) for _ in range(covered)]
     redis_client.sadd("shipline:sync:events:staging", *pushes)
     number = redis_client.incr("shipline:sync:req:staging")
-    send, trips = redis.connection.Connection.send_packed_command, []
-
-    def counted(self, command, check_health=True):
-        trips.append(1)
-        return send(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
-    assert pipeline.sync("staging", number) is not None
-    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", send)
+    with round_trips() as trips:
+        assert pipeline.sync("staging", number) is not None
 
     assert len(trips) < 100, f"{len(trips)} round trips for {covered} events"
     assert all(redis_client.hget(f"shipline:leadtime:{p}", "staging") is not None for p in pushes)
