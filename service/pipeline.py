@@ -64,13 +64,23 @@ LOCK_POLL_SECONDS = 0.05
 """A waiter asks for a busy lock this often (redis-py's default, 0.1 s, was a tenth of a second
 between one holder and the next)."""
 DRIFT_QUEUED_SECONDS = 30
+"""Several worker processes see the same drift: one of them asks for the sync."""
 REPORT_CHUNK = 500
 """Events a sync reports per round trip and transaction (``Pipeline._report_sync``)."""
 LOG_TAIL_BYTES = 64 * 1024
 PUSHED_HEAD_TTL_SECONDS = 300
 """How long a commit pushed to a manifests branch (a bump's, or one a push webhook announced)
 stays known to the syncs after it (``syncrun.remote_head``)."""
-"""Several worker processes see the same drift: one of them asks for the sync."""
+LATEST_WAITS_LUA = """
+local latest = tonumber(redis.call('get', KEYS[1]) or '0')
+if tonumber(ARGV[1]) >= latest then
+  redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return tonumber(ARGV[1])
+end
+return latest
+"""
+"""KEYS[1]: an environment's waiting sync; ARGV: this job's request number, the lease. The number
+of the job that waits (this one if no later one does), kept for the lease."""
 STAGE_OF_ACTOR = {"process_event": "route", "build_repo": "build", "bump_env": "bump", "sync_env": "sync"}
 
 
@@ -375,7 +385,10 @@ class Pipeline:
         def covered() -> bool:
             return int(self.r.get(done_key) or 0) >= request
 
-        with self.lock(f"sync:{env.name}", unless=covered) as lock:
+        def covered_or_later_waits() -> bool:
+            return covered() or self._later_sync_waits(env.name, request)
+
+        with self.lock(f"sync:{env.name}", unless=covered_or_later_waits) as lock:
             if lock is None or covered():
                 return None
             upto = int(self.r.get(f"shipline:sync:req:{env.name}") or request)
@@ -395,6 +408,16 @@ class Pipeline:
         if result.health.status != "Healthy" and env.rollback == "auto" and rollback.timed_out(result):
             rollback.after_degraded(self, env, result)
         return result
+
+    def _later_sync_waits(self, env_name: str, request: int) -> bool:
+        """Only the latest sync job of an environment waits for its lock; an earlier one ends at
+        once, as the later sync covers its events too (they were pending before its number). Each
+        waiting job held a worker thread: a slow sync of one environment with a job per event
+        behind it kept every thread, and the other environments' syncs, waiting. A waiter that
+        dies leaves its job to dramatiq's redelivery and its place to the next after the lease."""
+        waits = self.r.register_script(LATEST_WAITS_LUA)
+        latest = waits(keys=[f"shipline:sync:waiting:{env_name}"], args=[request, LOCK_TIMEOUT_SECONDS])
+        return int(latest) > request
 
     def _report_sync(self, env: EnvironmentConfig, result: SyncResult, event_ids: list[str]) -> None:
         """Each event's sync step, once per revision; a manifests push ends here (its job was the sync).

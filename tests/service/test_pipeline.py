@@ -290,6 +290,56 @@ def test_a_waiting_job_ends_with_the_round_that_committed_its_events(stack, redi
     assert round_ends[1] <= ended[0] < round_ends[2], (ended, round_ends)
 
 
+def test_only_the_latest_sync_job_of_an_environment_waits_for_its_lock(stack, redis_client, tmp_path,
+                                                                         monkeypatch) -> None:
+    """While one sync runs, the jobs asked for after it started need one more sync, not one each:
+    the earlier ones end at once (their threads free for other environments) and the latest one
+    syncs once the holder is done, reporting every event."""
+    from handlers.sync.health import HEALTHY
+    from handlers.sync.reconcile import SyncResult
+
+    pipeline, queued = manifests_staging(stack, redis_client, tmp_path)
+    store = pipeline.store
+    holding, release, synced = threading.Event(), threading.Event(), []
+
+    def slow_first_sync(self, env):  # noqa: ANN001, ANN202 - the method's signature
+        synced.append(env.name)
+        if len(synced) == 1:
+            holding.set()
+            assert release.wait(30)
+        return SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1)
+
+    monkeypatch.setattr(Pipeline, "_sync_now", slow_first_sync)
+    pipeline.process_event(record(store, MANIFESTS_URL, "1" * 40, "2" * 40))
+    holder = threading.Thread(target=pipeline.sync, args=("staging", int(queued[-1][3])))
+    holder.start()
+    assert holding.wait(10)
+    later = [record(store, MANIFESTS_URL, "2" * 40, f"{n}" * 40) for n in (3, 4, 5)]
+    for pushed in later:
+        pipeline.process_event(pushed)
+    ended: dict[int, float] = {}
+
+    def job(number: int) -> None:
+        pipeline.sync("staging", number)
+        ended[number] = time.monotonic()
+
+    numbers = [int(m[3]) for m in queued if m[1] == "sync_env"][1:]
+    waiters = [threading.Thread(target=job, args=(n,)) for n in numbers]
+    for waiter in waiters:
+        waiter.start()
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert sorted(ended) == numbers[:-1], "an earlier job still holds its thread"
+    release.set()
+    holder.join(30)
+    for waiter in waiters:
+        waiter.join(30)
+
+    assert synced == ["staging", "staging"]
+    assert all(store.get(p).status == "done" for p in later)
+    assert not redis_client.smembers("shipline:sync:events:staging")
+
+
 @contextlib.contextmanager
 def round_trips() -> Iterator[list[int]]:
     """Every command or pipeline this process sends to Redis while inside, one entry each."""
