@@ -517,21 +517,36 @@ class Pipeline:
                 record = self.store.get(event_ids[0])
                 self.close_release((record.correlation_id or record.id) if record else event_ids[0])
         elif actor == "bump_env":
-            key = f"shipline:bump:pending:{args[0]}"
-            event_ids = sorted(self.r.smembers(key))
-            if event_ids:
-                self.r.srem(key, *event_ids)
+            env = next((e for e in self.config.environments if e.name == args[0]), None)
+            writer = self.lock(f"write:{env.git.url}:{env.git.branch}") if env else contextlib.nullcontext()
+            with writer:  # no bump takes them meanwhile
+                event_ids = sorted(self.r.smembers(f"shipline:bump:pending:{args[0]}"))
+                self._failed(actor, args, reason, event_ids)
+            return event_ids
         elif actor == "sync_env":
             event_ids = sorted(self.r.smembers(f"shipline:sync:events:{args[0]}"))
         else:
             event_ids = []
+        self._failed(actor, args, reason, event_ids)
+        return event_ids
+
+    def _failed(self, actor: str, args: tuple[str, ...], reason: str, event_ids: list[str]) -> None:
+        """A given-up job's events marked failed ``REPORT_CHUNK`` at a time, each chunk in one
+        transaction that also takes a bump's off its pending set: hours of a git server down leave
+        tens of thousands, and taking them all off first left a worker killed half-way with events
+        neither pending nor final; now the redelivered job marks the rest."""
         stage = STAGE_OF_ACTOR.get(actor, actor)
         where = {"environment": args[0]} if stage in ("bump", "sync") else {}
-        for event_id in event_ids:
-            self.store.add_step(event_id, stage, "failed", reason, **where)
-            if stage != "sync":  # a sync failure is the environment's state; the event itself was delivered
-                self._finish(event_id, "failed", reason)
-        return event_ids
+        for start in range(0, len(event_ids), REPORT_CHUNK):
+            chunk = event_ids[start:start + REPORT_CHUNK]
+            with self.r.pipeline(transaction=True) as writes:
+                for event_id in chunk:
+                    self.store.add_step_to(writes, event_id, stage, "failed", reason, **where)
+                    if stage != "sync":  # a sync failure is the environment's state; the event itself was delivered
+                        self.store.set_status(event_id, "failed", reason, pipe=writes)
+                if actor == "bump_env":
+                    writes.srem(f"shipline:bump:pending:{args[0]}", *chunk)
+                writes.execute()
 
     def close_overdue_releases(self) -> list[str]:
         """Releases whose build never reported back (its worker gone for good): their held events

@@ -547,3 +547,52 @@ def test_a_sync_covering_thousands_of_events_reads_them_a_chunk_per_round_trip(s
     assert all(redis_client.hget(f"shipline:leadtime:{p}", "staging") is not None for p in pushes)
     assert not redis_client.smembers("shipline:sync:events:staging")
     assert sum(1 for p in pushes if [s["stage"] for s in store.get(p).steps].count("sync") == 1) == covered
+
+
+def test_a_bump_given_up_half_way_leaves_the_rest_pending_for_its_redelivery(stack, redis_client, tmp_path,
+                                                                             monkeypatch) -> None:
+    """A bump out of retries marks its events failed a chunk per transaction, each chunk taken off
+    the pending set with its marks: a worker gone half-way leaves the rest pending (the redelivered
+    job marks them), not neither pending nor final as when they were all taken off first."""
+    import redis as redis_lib
+
+    import service.pipeline as pipeline_module
+    from handlers.errors import TransientError
+    from handlers.events import ImagePushed
+
+    monkeypatch.setattr(pipeline_module, "REPORT_CHUNK", 3)
+    image = f"{stack.registry.host}/shop/web"
+    pipeline, _ = staging_of(stack, redis_client, tmp_path, [image])
+    store = pipeline.store
+    ids = []
+    for n in range(7):
+        event = ImagePushed(registry=stack.registry.host, repository="shop/web", tag=f"1.0.{n}", digest="",
+                            delivery_id="", source="registry")
+        rec = EventRecord(id=new_event_id(), source="registry", receiver="default", kind=event.kind,
+                          event=event_to_dict(event))
+        store.save(rec)
+        ids.append(rec.id)
+    redis_client.sadd("shipline:bump:pending:staging", *ids)
+    finish, calls = EventStore.set_status, []
+
+    def worker_gone_at_the_fifth(self, event_id: str, status: str, outcome: str | None = None, **kw: object) -> None:
+        calls.append(event_id)
+        if len(calls) == 5:
+            raise redis_lib.ConnectionError("Connection refused")
+        finish(self, event_id, status, outcome, **kw)
+
+    monkeypatch.setattr(EventStore, "set_status", worker_gone_at_the_fifth)
+    error = TransientError("git push failed: connection refused")
+    with pytest.raises(redis_lib.ConnectionError):
+        pipeline.give_up("bump_env", ("staging",), error)
+    ordered = sorted(ids)
+    assert [store.get(i).status for i in ordered[:3]] == ["failed"] * 3
+    assert redis_client.smembers("shipline:bump:pending:staging") == set(ordered[3:])
+
+    monkeypatch.setattr(EventStore, "set_status", finish)
+    assert pipeline.give_up("bump_env", ("staging",), error) == ordered[3:]
+    for event_id in ordered:
+        failed = store.get(event_id)
+        assert failed.status == "failed" and "connection refused" in failed.outcome
+        assert [(s["stage"], s["status"]) for s in failed.steps] == [("bump", "failed")]
+    assert not redis_client.smembers("shipline:bump:pending:staging")
