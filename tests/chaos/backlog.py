@@ -47,9 +47,10 @@ CPU than the receiver on 2 cores)."""
 POLL_SECONDS = 2.0
 """Statuses are read this often while draining (no record is trimmed meanwhile: ``RETENTION``)."""
 DRAIN_SECONDS = 600 + TOTAL / 10
-"""At least 10 events/s. Measured (2 workers x 8 threads, 2 cores): 100,000 drained in 894 s
-(112/s), 4,000 in 25-33 s, since routing runs first (``service.broker.ACTOR_PRIORITY``); 1,246-1,737 s
-and 61-75 s before. Before covered jobs stopped queueing for the branch's write lock, each
+"""At least 10 events/s. Measured (2 workers x 8 threads, 2 cores): 100,000 drained in 680 s
+(147/s), 4,000 in 18-23 s, since bump rounds read and finish their events a chunk per round trip;
+835-894 s and 25-33 s with routing first (``service.broker.ACTOR_PRIORITY``); 1,246-1,737 s
+and 61-75 s before that. Before covered jobs stopped queueing for the branch's write lock, each
 ``bump_env`` held a worker thread while it waited (4,000 took 65-394 s, 100,000 about 2,840 s)."""
 RETENTION = TOTAL + 100_000
 """The draining workers' ``redis.event_retention``: above everything this run can finish, so no
@@ -58,8 +59,9 @@ record is trimmed and one gone before it was seen final is lost, not retained ou
 (50,000 image events in 6 commits), and retention trimmed 39,601 finished records between two
 polls (2026-12-01). Retention never trimming an unfinished record is ``tests/service/test_backlog.py``'s."""
 COALESCED = 20
-"""At least this many image notifications per manifests commit, on average. Routing first
-(``service.broker.ACTOR_PRIORITY``), 2,000 took 3-6 commits; in arrival order, 187-217."""
+"""At least this many image notifications per manifests commit, on average. With short bump rounds
+(chunked reads), 4,000 took 22-27 commits and 100,000 took 716 (70 per commit); with slow rounds
+and routing first (``service.broker.ACTOR_PRIORITY``), 2,000 took 3-6; in arrival order, 187-217."""
 WORKERS = ("worker", "worker2")
 THREADS = 8
 BACKLOG_SOURCES = {
