@@ -69,6 +69,7 @@ from dramatiq.common import compute_backoff
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
 
+from service.chunks import chunks
 from service.store import wake_channel
 
 HEARTBEAT_TIMEOUT_MS = 15_000
@@ -189,8 +190,8 @@ class RecoveringRedisBroker(RedisBroker):
             stranded = sorted(members)
         else:
             stranded = sorted(members - self.held.snapshot(queue))
-        for start in range(0, len(stranded), REQUEUE_CHUNK):
-            self.do_requeue(queue, *stranded[start:start + REQUEUE_CHUNK])
+        for chunk in chunks(stranded, REQUEUE_CHUNK):
+            self.do_requeue(queue, *chunk)
         if stranded:
             logging.getLogger("shipline.worker").warning(
                 "requeued %d stranded message(s) of %s on reconnect", len(stranded), queue,

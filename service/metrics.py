@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.responses import Response
 
+from service.chunks import chunks
 from service.store import READ_CHUNK
 
 DELIVERIES = Counter("shipline_deliveries_total", "Webhook deliveries by source and outcome",
@@ -76,8 +77,7 @@ def observe_lead_time(store: Any, environment: str, correlation_ids: list[str]) 
     Two round trips per ``READ_CHUNK`` releases besides the reads: a sync after a backlog covers
     tens of thousands."""
     observed: dict[str, float] = {}
-    for start in range(0, len(correlation_ids), READ_CHUNK):
-        chunk = correlation_ids[start:start + READ_CHUNK]
+    for chunk in chunks(correlation_ids, READ_CHUNK):
         received = {c: facts["received_at"] for c, facts in zip(chunk, store.facts(chunk), strict=True)
                     if facts and facts.get("received_at")}
         with store.r.pipeline(transaction=False) as pipe:

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from handlers.settings import EnvironmentConfig
 from handlers.sync.reconcile import SyncResult
 from service import metrics, notify, pullrequests, rollback
 from service.broker import QUEUE_BUILD, QUEUE_BUMP, QUEUE_EVENTS, QUEUE_SYNC
+from service.chunks import chunks
 from service.config import Config
 from service.environments import EnvironmentStatusStore
 from service.flapguard import FlapGuard
@@ -97,6 +99,10 @@ class Pipeline:
     @property
     def state_dir(self) -> Path:
         return self.config.state_dir
+
+    @cached_property
+    def _latest_waits(self) -> Any:  # registered once: a waiting sync job asks it every poll
+        return self.r.register_script(LATEST_WAITS_LUA)
 
     @property
     def releases(self) -> Releases:
@@ -327,9 +333,9 @@ class Pipeline:
             self.r.set(_pushed_key(env), result.commit, ex=PUSHED_HEAD_TTL_SECONDS)
             self.releases.remember_commit(result.commit, correlations, env.name)
             rollback.remember_bump(self.r, env, result.commit, records, self.config.redis.dedupe_ttl_seconds)
-        for start in range(0, len(records), REPORT_CHUNK):  # one round trip per chunk: a backlog bumps thousands
+        for chunk in chunks(records, REPORT_CHUNK):  # one round trip per chunk: a backlog bumps thousands
             with self.r.pipeline(transaction=True) as writes:
-                for record in records[start:start + REPORT_CHUNK]:
+                for record in chunk:
                     for event_id in dict.fromkeys((record.id, record.correlation_id or record.id)):
                         self.store.add_step_to(writes, event_id, "bump", "done", detail, environment=env.name,
                                                commit=result.commit or "")
@@ -415,8 +421,7 @@ class Pipeline:
         waiting job held a worker thread: a slow sync of one environment with a job per event
         behind it kept every thread, and the other environments' syncs, waiting. A waiter that
         dies leaves its job to dramatiq's redelivery and its place to the next after the lease."""
-        waits = self.r.register_script(LATEST_WAITS_LUA)
-        latest = waits(keys=[f"shipline:sync:waiting:{env_name}"], args=[request, LOCK_TIMEOUT_SECONDS])
+        latest = self._latest_waits(keys=[f"shipline:sync:waiting:{env_name}"], args=[request, LOCK_TIMEOUT_SECONDS])
         return int(latest) > request
 
     def _report_sync(self, env: EnvironmentConfig, result: SyncResult, event_ids: list[str]) -> None:
@@ -429,8 +434,8 @@ class Pipeline:
         round trips each, took longer than the two minutes between worker kills, and began again
         from the first event each time."""
         summary = status_of(result, cluster_name(env.cluster))["summary"]
-        for start in range(0, len(event_ids), REPORT_CHUNK):
-            self._report_chunk(env, result, summary, event_ids[start:start + REPORT_CHUNK])
+        for chunk in chunks(event_ids, REPORT_CHUNK):
+            self._report_chunk(env, result, summary, chunk)
 
     def _report_chunk(self, env: EnvironmentConfig, result: SyncResult, summary: str, event_ids: list[str]) -> None:
         reported = [self._reported_key(env.name, event_id, result.revision) for event_id in event_ids]
@@ -537,8 +542,7 @@ class Pipeline:
         neither pending nor final; now the redelivered job marks the rest."""
         stage = STAGE_OF_ACTOR.get(actor, actor)
         where = {"environment": args[0]} if stage in ("bump", "sync") else {}
-        for start in range(0, len(event_ids), REPORT_CHUNK):
-            chunk = event_ids[start:start + REPORT_CHUNK]
+        for chunk in chunks(event_ids, REPORT_CHUNK):
             with self.r.pipeline(transaction=True) as writes:
                 for event_id in chunk:
                     self.store.add_step_to(writes, event_id, stage, "failed", reason, **where)

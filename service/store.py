@@ -27,6 +27,8 @@ import orjson
 import redis
 import redis.asyncio
 
+from service.chunks import chunks
+
 PREFIX = "shipline:"
 STATUSES = ("received", "enqueued", "running", "done", "failed", "ignored", "superseded")
 FINAL_STATUSES = frozenset({"done", "failed", "ignored", "superseded"})
@@ -398,9 +400,9 @@ class EventStore:
         tens of thousands of events under a backlog, and one read each made its report outlast
         the time between faults."""
         rows: list[list[str | None]] = []
-        for start in range(0, len(event_ids), READ_CHUNK):
+        for chunk in chunks(event_ids, READ_CHUNK):
             with self.r.pipeline(transaction=False) as pipe:
-                for event_id in event_ids[start:start + READ_CHUNK]:
+                for event_id in chunk:
                     pipe.hmget(PREFIX + "event:" + event_id, *fields)
                 rows += pipe.execute()
         return rows
