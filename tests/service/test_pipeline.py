@@ -158,16 +158,21 @@ def staging_of(stack, redis_client, tmp_path: Path, images: list[str]) -> tuple[
     return Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg)), queued
 
 
-def image_pushed(stack, pipeline: Pipeline, image: str) -> None:
-    """A registry notification of ``image:1.0.0``, recorded and routed (it asks for a bump)."""
+def image_record(stack, store: EventStore, image: str, tag: str = "1.0.0") -> str:
+    """A registry notification of ``image:tag``, recorded (not routed); its id."""
     from handlers.events import ImagePushed
 
-    event = ImagePushed(registry=stack.registry.host, repository=image.split("/", 1)[1], tag="1.0.0",
+    event = ImagePushed(registry=stack.registry.host, repository=image.split("/", 1)[1], tag=tag,
                         digest="", delivery_id="", source="registry")
     rec = EventRecord(id=new_event_id(), source="registry", receiver="default", kind=event.kind,
                       event=event_to_dict(event))
-    pipeline.store.save(rec)
-    pipeline.process_event(rec.id)
+    store.save(rec)
+    return rec.id
+
+
+def image_pushed(stack, pipeline: Pipeline, image: str) -> None:
+    """A registry notification of ``image:1.0.0``, recorded and routed (it asks for a bump)."""
+    pipeline.process_event(image_record(stack, pipeline.store, image))
 
 
 def test_image_events_waiting_for_a_writer_go_into_one_commit(stack, redis_client, tmp_path, monkeypatch) -> None:
@@ -364,7 +369,6 @@ def test_a_bump_round_of_thousands_of_events_reads_and_reports_them_a_chunk_per_
     and finishing its events one at a time made that round outlast the time between faults."""
     from handlers import bump as bump_module
     from handlers.bump import BumpResult
-    from handlers.events import ImagePushed
 
     image = f"{stack.registry.host}/shop/web"
     pipeline, _ = staging_of(stack, redis_client, tmp_path, [image])
@@ -372,14 +376,7 @@ def test_a_bump_round_of_thousands_of_events_reads_and_reports_them_a_chunk_per_
     monkeypatch.setattr(bump_module, "bump", lambda env, ups, ids, state: updates.append(len(ups)) or
                         BumpResult("c0ffee" * 6 + "abcd", (), ()))
     waiting = 2000
-    ids = []
-    for n in range(waiting):
-        event = ImagePushed(registry=stack.registry.host, repository="shop/web", tag=f"1.0.{n}", digest="",
-                            delivery_id="", source="registry")
-        rec = EventRecord(id=new_event_id(), source="registry", receiver="default", kind=event.kind,
-                          event=event_to_dict(event))
-        pipeline.store.save(rec)
-        ids.append(rec.id)
+    ids = [image_record(stack, pipeline.store, image, f"1.0.{n}") for n in range(waiting)]
     redis_client.sadd("shipline:bump:pending:staging", *ids)
     number = redis_client.incr("shipline:bump:req:staging")
 
@@ -396,7 +393,6 @@ def test_a_bump_round_of_thousands_of_events_reads_and_reports_them_a_chunk_per_
 def test_a_bump_out_of_retries_marks_its_waiting_events_failed(stack, redis_client, tmp_path, monkeypatch) -> None:
     from handlers import bump as bump_module
     from handlers.errors import TransientError
-    from handlers.events import ImagePushed
 
     image = f"{stack.registry.host}/shop/web"
     config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url}, "environments": [
@@ -408,16 +404,12 @@ def test_a_bump_out_of_retries_marks_its_waiting_events_failed(stack, redis_clie
         raise TransientError("git push failed for http://127.0.0.1:1/m.git: connection refused")
 
     monkeypatch.setattr(bump_module, "bump", unreachable)
-    event = ImagePushed(registry=stack.registry.host, repository="shop/web", tag="2.0.0", digest="",
-                        delivery_id="", source="registry")
-    rec = EventRecord(id=new_event_id(), source="registry", receiver="default", kind=event.kind,
-                      event=event_to_dict(event))
-    store.save(rec)
-    pipeline.process_event(rec.id)
+    event_id = image_record(stack, store, image, "2.0.0")
+    pipeline.process_event(event_id)
     with pytest.raises(TransientError) as exc:
         pipeline.bump("staging")
-    assert pipeline.give_up("bump_env", ("staging",), exc.value) == [rec.id]
-    failed = store.get(rec.id)
+    assert pipeline.give_up("bump_env", ("staging",), exc.value) == [event_id]
+    failed = store.get(event_id)
     assert failed.status == "failed" and "connection refused" in failed.outcome
     assert failed.steps[-1]["stage"] == "bump" and failed.steps[-1]["status"] == "failed"
     assert not redis_client.smembers("shipline:bump:pending:staging")
@@ -558,20 +550,12 @@ def test_a_bump_given_up_half_way_leaves_the_rest_pending_for_its_redelivery(sta
 
     import service.pipeline as pipeline_module
     from handlers.errors import TransientError
-    from handlers.events import ImagePushed
 
     monkeypatch.setattr(pipeline_module, "REPORT_CHUNK", 3)
     image = f"{stack.registry.host}/shop/web"
     pipeline, _ = staging_of(stack, redis_client, tmp_path, [image])
     store = pipeline.store
-    ids = []
-    for n in range(7):
-        event = ImagePushed(registry=stack.registry.host, repository="shop/web", tag=f"1.0.{n}", digest="",
-                            delivery_id="", source="registry")
-        rec = EventRecord(id=new_event_id(), source="registry", receiver="default", kind=event.kind,
-                          event=event_to_dict(event))
-        store.save(rec)
-        ids.append(rec.id)
+    ids = [image_record(stack, store, image, f"1.0.{n}") for n in range(7)]
     redis_client.sadd("shipline:bump:pending:staging", *ids)
     finish, calls = EventStore.set_status, []
 
