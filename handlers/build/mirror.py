@@ -27,7 +27,6 @@ before, a repository's ``* text eol=crlf`` turned every LF of the export into CR
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
@@ -39,6 +38,7 @@ from pathlib import Path
 import git
 
 from handlers.build.errors import CommitNotFound, GitUnavailable
+from handlers.build.filelock import flocked
 from handlers.errors import PermanentError
 from handlers.validate import validate_clone_url, validate_ref, validate_relpath, validate_sha
 
@@ -236,17 +236,8 @@ def _neutralise(path: Path) -> None:
 @contextlib.contextmanager
 def _locked(path: Path, *, wait: bool = True) -> Iterator[bool]:
     """Holds the mirror's lock within; ``wait=False`` gives up at once: yields whether it is held."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with flocked(path.with_name(path.name + ".lock"), wait=wait) as held:
+        yield held
 
 
 def _stderr(exc: git.GitCommandError) -> str:

@@ -26,13 +26,13 @@ a running build keeps its cached steps; buildah refuses to remove an image a con
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from handlers.build.filelock import flocked
 from handlers.images import ImageRef
 
 USE_LOCK = "storage-use.lock"
@@ -154,28 +154,12 @@ def remove_old_logs(log_root: Path, *, before: float) -> int:
 @contextlib.contextmanager
 def storage_in_use(buildah_dir: Path) -> Iterator[None]:
     """Held by a build from ``bud`` to its last push; waits only for a prune in progress."""
-    with _lock_file(buildah_dir) as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)
+    with flocked(buildah_dir / USE_LOCK, shared=True):
         yield
 
 
 @contextlib.contextmanager
 def storage_idle(buildah_dir: Path) -> Iterator[bool]:
     """True (and held exclusively until the block ends) when no build is using the storage."""
-    with _lock_file(buildah_dir) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-
-
-@contextlib.contextmanager
-def _lock_file(buildah_dir: Path) -> Iterator[object]:
-    buildah_dir.mkdir(parents=True, exist_ok=True)
-    with open(buildah_dir / USE_LOCK, "a") as handle:
-        try:
-            yield handle
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with flocked(buildah_dir / USE_LOCK, wait=False) as held:
+        yield held

@@ -21,7 +21,6 @@ commit's bytes. Files are written with umask 022, whatever the worker's, as the 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -30,6 +29,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from handlers.build.filelock import flocked
 from handlers.build.mirror import GIT_ENV, GIT_TIMEOUT_SECONDS, Mirror
 from handlers.errors import PermanentError
 from handlers.validate import validate_relpath, validate_sha
@@ -47,24 +47,8 @@ def kept_context(mirror: Mirror, sha: str, context: str, where: Path) -> Iterato
     for as long as the block runs; None when another build holds it (export a fresh copy instead)."""
     sha = validate_sha(sha)
     treeish = f"{sha}^{{tree}}" if context in ("", ".") else f"{sha}:{validate_relpath(context, field='context')}"
-    where.mkdir(parents=True, exist_ok=True)
-    with _held(where) as held:
+    with flocked(where / "lock", wait=False) as held:
         yield _moved(mirror, treeish, where) if held else None
-
-
-@contextlib.contextmanager
-def _held(where: Path) -> Iterator[bool]:
-    """``where``'s lock held within, if no one else holds it: yields whether it is held."""
-    with open(where / "lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _moved(mirror: Mirror, treeish: str, where: Path) -> Path:
@@ -106,7 +90,7 @@ def remove_unkept(state_dir: Path, kept: set[Path]) -> list[Path]:
     for where in sorted((state_dir / "contexts").glob("*/*")):
         if where in kept or not where.is_dir():
             continue
-        with _held(where) as held:
+        with flocked(where / "lock", wait=False) as held:
             if not held:
                 continue
             shutil.rmtree(where, ignore_errors=True)
