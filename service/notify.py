@@ -15,6 +15,7 @@ secrets), and nothing here raises into the pipeline.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable
@@ -35,6 +36,9 @@ TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 FAILING = ("Degraded", "SyncFailed")
 LAST_KEY = "shipline:notify:last:"
 GITLAB_STATES = {"pending": "pending", "success": "success", "failure": "failed", "error": "canceled"}
+LISTED_IDS = 100
+"""Ids a notification lists; the counts say how many there were. A sync after a backlog covers
+tens of thousands of events: listing them all made a webhook body of megabytes."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,12 @@ class Release:
 
 
 def webhook_payload(release: Release) -> dict[str, Any]:
-    return {"type": "shipline.release", **asdict(release), "correlation_id": release.correlation_id}
+    """The release as JSON, its id lists cut to their first ``LISTED_IDS`` beside their full counts."""
+    body = {"type": "shipline.release", **asdict(release), "correlation_id": release.correlation_id}
+    for name in ("event_ids", "correlation_ids"):
+        body[name.replace("_ids", "_count")] = len(body[name])
+        body[name] = body[name][:LISTED_IDS]
+    return body
 
 
 def slack_payload(release: Release) -> dict[str, Any]:
@@ -178,7 +187,7 @@ def synced(config: Config, r: Any, env: EnvironmentConfig, status: dict[str, Any
     outcome = "success" if health == "Healthy" else "failure" if health in FAILING else ""
     if not env.notify or not outcome:
         return
-    signature = json.dumps([outcome, sorted(event_ids)] if event_ids else [outcome])
+    signature = json.dumps([outcome, _digest(event_ids)] if event_ids else [outcome])
     previous = r.set(LAST_KEY + env.name, signature, get=True)
     last_outcome = json.loads(previous)[0] if previous else None
     if previous == signature or (not event_ids and last_outcome == outcome):
@@ -188,6 +197,11 @@ def synced(config: Config, r: Any, env: EnvironmentConfig, status: dict[str, Any
         env.name, outcome, revision=str(status.get("revision") or ""), images=list(status.get("images") or []),
         health=health, reason=str(status.get("reason") or "")[:2000], correlation_ids=correlation_ids,
         event_ids=event_ids, url=event_url(config, first) if first else ""))
+
+
+def _digest(event_ids: list[str]) -> str:
+    """Which events a release carried, in a key of fixed size (the ids themselves ran to megabytes)."""
+    return hashlib.sha256("\n".join(sorted(event_ids)).encode()).hexdigest()
 
 
 def event_url(config: Config, event_id: str) -> str:

@@ -78,6 +78,7 @@ def test_webhook_payload_carries_env_revision_images_health_reason_and_ids() -> 
         "reason": "all good"}
     assert body["images"] == ["reg.local/shop/frontend:1.2.3"]
     assert body["correlation_id"] == "c1" and body["event_ids"] == ["c1", "e2"]
+    assert body["event_count"] == 2 and body["correlation_count"] == 1
 
 
 def test_slack_payload_is_text_plus_blocks_with_markup_escaped() -> None:
@@ -176,3 +177,19 @@ def test_sync_notifies_once_per_release_and_on_changes_not_every_reconcile(tmp_p
     assert outcomes == [("success", "Healthy"), ("failure", "Degraded"), ("failure", "SyncFailed")]
     assert len(calls.of("slack")) == 3
     assert calls.of("webhook")[0]["body"]["url"] == "https://shipline.example.com/#event=c1"
+
+
+def test_a_sync_after_a_backlog_lists_the_first_ids_and_counts_them_all(tmp_path: Path, standins,
+                                                                        calls: Standins, redis_client) -> None:
+    cfg = make_config(tmp_path, standins[1])
+    env = cfg.environment("staging")
+    healthy = {"health": "Healthy", "revision": "b" * 40, "images": ["reg.local/shop/frontend:1"]}
+    event_ids = [f"e{n:05d}" for n in range(20_000)]
+    notify.synced(cfg, redis_client, env, healthy, event_ids, event_ids[::2])
+    notify.synced(cfg, redis_client, env, healthy, list(reversed(event_ids)), event_ids[::2])  # its retry: quiet
+    notify.synced(cfg, redis_client, env, healthy, [*event_ids, "e-late"], [])  # one more event: told
+    first, second = (c["body"] for c in calls.of("webhook"))
+    assert first["event_ids"] == event_ids[:notify.LISTED_IDS] and first["event_count"] == 20_000
+    assert first["correlation_ids"] == event_ids[::2][:notify.LISTED_IDS] and first["correlation_count"] == 10_000
+    assert first["correlation_id"] == "e00000" and second["event_count"] == 20_001
+    assert len(redis_client.get(notify.LAST_KEY + "staging")) < 100  # the dedupe key, not the ids
