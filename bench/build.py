@@ -225,6 +225,62 @@ def paired(mine: list[float], theirs: list[float]) -> str:
     return f"{median(ratios):.3f}× [{ratios[0]:.2f}–{ratios[-1]:.2f}×]"
 
 
+def pkt_line(text: str) -> bytes:
+    data = text.encode()
+    return f"{len(data) + 4:04x}".encode() + data
+
+
+def upload_pack_request(want: str, have: str) -> bytes:
+    """A protocol v2 ``fetch`` of ``want`` by a client holding ``have``: the one request a fetch needs
+    when the client already knows the commit and that the server speaks v2."""
+    return (pkt_line("command=fetch\n") + b"0001" + pkt_line("thin-pack\n") + pkt_line("ofs-delta\n")
+            + pkt_line("no-progress\n") + pkt_line(f"want {want}\n") + pkt_line(f"have {have}\n")
+            + pkt_line("done\n") + b"0000")
+
+
+@dataclass(frozen=True)
+class FetchRounds:
+    """Seconds per round: Shipline's mirror fetch of the pushed commit, and one v2 request for it."""
+
+    mirror: list[float]
+    request: list[float]
+
+
+def fetch_floor(app: AppRepo, state: Path, rounds: int) -> FetchRounds:
+    """What fetching the pushed commit costs, apart: Shipline's step (``Mirror.open`` for the one
+    commit: a ``git fetch`` of two HTTP requests, its helper processes, the objects written and
+    checked) against the least any builder that fetches its source pays this server (one
+    protocol v2 request over a kept connection, no process on the client, nothing written).
+    Each round pushes a one-line change and times both, each going first in turn."""
+    import httpx
+
+    from handlers.build.mirror import Mirror, Want
+
+    def by_mirror(sha: str, ref: str, _: str) -> None:
+        Mirror.open(state_dir=state, name="floor", url=app.url, want=Want(sha, ref))
+
+    def by_request(sha: str, _: str, have: str) -> None:
+        answer = client.post(f"{app.url}/git-upload-pack", content=upload_pack_request(sha, have),
+                             headers={"Git-Protocol": "version=2",
+                                      "Content-Type": "application/x-git-upload-pack-request"})
+        if answer.status_code != 200 or b"packfile" not in answer.content:
+            raise RuntimeError(f"the v2 fetch request failed: HTTP {answer.status_code}")
+
+    mirror: list[float] = []
+    request: list[float] = []
+    Mirror.open(state_dir=state, name="floor", url=app.url)  # the clone, once
+    with httpx.Client(timeout=30) as client:
+        for n in range(rounds + 1):
+            have = git(app.work, "rev-parse", "HEAD").strip()
+            event = app.push("app/index.html", f"<h1>fetch round {n}</h1>\n")
+            for bucket, fn in ((mirror, by_mirror), (request, by_request))[::1 if n % 2 else -1]:
+                began = time.perf_counter()
+                fn(event.after, event.ref, have)
+                if n:  # the first round warms both
+                    bucket.append(time.perf_counter() - began)
+    return FetchRounds(mirror, request)
+
+
 class InlinePool:
     """``ThreadPoolExecutor`` stand-in running ``map`` in the calling thread, so cProfile sees the images."""
 
@@ -390,6 +446,7 @@ def bench(quick: bool = False) -> Section:
         reason = report.nothing_to_build_reason
         say(f"docs-only pushes: {', '.join(f'{d * 1000:.0f}' for d in docs)} ms")
         service = service_sized(built, choice.driver, rounds)
+        fetch = fetch_floor(app, root / "floor", rounds)
     s, d, a = median(ship), median(direct), median(annotated)
     section.row(f"build + push, median ({choice.driver}), OCI keys as labels (default)", ms(s),
                 baseline=f"{ms(d)} (`buildah bud` + `push`, {choice.driver})", ratio=f"{s / d:.3f}×",
@@ -410,6 +467,10 @@ def bench(quick: bool = False) -> Section:
         section.row(f"service-sized build + push ({service.files} Python files on the Debian base, `compileall`), "
                     f"median ({choice.driver}), {what}", ms(value),
                     baseline=f"{ms(sv_d)} (`buildah bud` + `push`, {choice.driver})", ratio=f"{value / sv_d:.3f}×")
+    fm, fr = median(fetch.mirror), median(fetch.request)
+    section.row("source fetch of the pushed commit: Shipline's mirror fetch vs one protocol v2 request "
+                "(the least a builder that fetches pays)", ms(fm), baseline=f"{ms(fr)} (one request, "
+                f"{fr / d * 100:.1f}% of the plain build)", ratio=f"{fm / fr:.2f}×")
     docs_p50 = median(docs)
     section.row("docs-only push: work done (median)", ms(docs_p50), target="no build, ≤ 100 ms",
                 met=docs_p50 <= 0.1)
@@ -417,7 +478,7 @@ def bench(quick: bool = False) -> Section:
     split = {side: {step: median(v) for step, v in steps.items()} for side, steps in splits.items()}
     section.data = {"split": split, "phases": phases, "ship": ship, "annotated": annotated, "direct": direct,
                     "labelled": labelled, "fetched": fetched, "plain_fetch": fetches, "driver": choice.driver,
-                    "service": asdict(service)}
+                    "service": asdict(service), "fetch": asdict(fetch)}
     section.facts += [
         f"Storage driver, every side: {choice.driver} (Shipline's `auto`: {choice.reason}).",
         f"{rounds} rounds after a warm-up, each side going first in turn. Shipline rounds: "
@@ -456,6 +517,15 @@ def bench(quick: bool = False) -> Section:
                 ("Shipline (labels) / plain + `LABEL`", ship, labelled),
                 ("service-sized, Shipline (labels) / plain", service.ship, service.direct),
                 ("service-sized, Shipline (annotations) / plain", service.annotated, service.direct))) + ".",
+        f"Source fetch, {len(fetch.mirror)} rounds after a warm-up, each a one-line push, each way going first "
+        "in turn: Shipline's mirror fetch (`git fetch origin +<sha>:<ref>`: two HTTP requests, "
+        "`git-remote-http`, `unpack-objects` and the connectivity check's `rev-list` on the client) "
+        + ", ".join(f"{x * 1000:.0f}" for x in fetch.mirror) + " ms; one protocol v2 `fetch` request for the "
+        "same commit over a kept connection (no client process, nothing written: the floor of any "
+        "builder that fetches) " + ", ".join(f"{x * 1000:.0f}" for x in fetch.request) + " ms. The build "
+        f"target allows {d * 0.05 * 1000:.0f} ms (5 % of the plain median) for everything Shipline adds; "
+        f"the floor alone takes {fr / (d * 0.05) * 100:.0f} % of that, Shipline's fetch "
+        f"{fm / (d * 0.05) * 100:.0f} %.",
         f"Docs-only pushes ({len(docs)}): " + ", ".join(f"{x * 1000:.0f}" for x in docs)
         + f" ms; outcome: \u201c{reason}\u201d (mirror fetch and diff included).",
     ]
