@@ -39,6 +39,8 @@ COPY src/ /app/src/
 RUN python3 -m compileall -q /app/src
 CMD ["python3", "-m", "src.service"]
 """
+TARGET_RATIO = 1.05
+"""#21's build target: Shipline's build + push at most this times plain buildah's."""
 SERVICE_SOURCES = ("handlers", "service")
 """The service-sized image's source: this repository's own Python packages, copied into its context."""
 PROFILED = (("mirror fetch", "handlers/build/mirror.py", "open"),
@@ -256,11 +258,11 @@ def fetch_floor(app: AppRepo, state: Path, rounds: int) -> FetchRounds:
 
     from handlers.build.mirror import Mirror, Want
 
-    def by_mirror(sha: str, ref: str, _: str) -> None:
-        Mirror.open(state_dir=state, name="floor", url=app.url, want=Want(sha, ref))
+    def by_mirror(event: Any) -> None:
+        Mirror.open(state_dir=state, name="floor", url=app.url, want=Want(event.after, event.ref))
 
-    def by_request(sha: str, _: str, have: str) -> None:
-        answer = client.post(f"{app.url}/git-upload-pack", content=upload_pack_request(sha, have),
+    def by_request(event: Any) -> None:  # the mirror holds the push's parent: it was fetched last round
+        answer = client.post(f"{app.url}/git-upload-pack", content=upload_pack_request(event.after, event.before),
                              headers={"Git-Protocol": "version=2",
                                       "Content-Type": "application/x-git-upload-pack-request"})
         if answer.status_code != 200 or b"packfile" not in answer.content:
@@ -271,11 +273,10 @@ def fetch_floor(app: AppRepo, state: Path, rounds: int) -> FetchRounds:
     Mirror.open(state_dir=state, name="floor", url=app.url)  # the clone, once
     with httpx.Client(timeout=30) as client:
         for n in range(rounds + 1):
-            have = git(app.work, "rev-parse", "HEAD").strip()
             event = app.push("app/index.html", f"<h1>fetch round {n}</h1>\n")
             for bucket, fn in ((mirror, by_mirror), (request, by_request))[::1 if n % 2 else -1]:
                 began = time.perf_counter()
-                fn(event.after, event.ref, have)
+                fn(event)
                 if n:  # the first round warms both
                     bucket.append(time.perf_counter() - began)
     return FetchRounds(mirror, request)
@@ -450,10 +451,10 @@ def bench(quick: bool = False) -> Section:
     s, d, a = median(ship), median(direct), median(annotated)
     section.row(f"build + push, median ({choice.driver}), OCI keys as labels (default)", ms(s),
                 baseline=f"{ms(d)} (`buildah bud` + `push`, {choice.driver})", ratio=f"{s / d:.3f}×",
-                target="≤ 1.05×", met=s / d <= 1.05)
+                target=f"≤ {TARGET_RATIO}×", met=s / d <= TARGET_RATIO)
     section.row(f"build + push, median ({choice.driver}), OCI keys as annotations (`oci_metadata: annotations`)",
                 ms(a), baseline=f"{ms(d)} (`buildah bud` + `push`, {choice.driver})", ratio=f"{a / d:.3f}×",
-                target="≤ 1.05×", met=a / d <= 1.05)
+                target=f"≤ {TARGET_RATIO}×", met=a / d <= TARGET_RATIO)
     fet = median(fetched)
     section.row(f"build + push, OCI keys as annotations, vs a plain pipeline that fetches its source "
                 f"({choice.driver})", ms(a),
@@ -468,6 +469,7 @@ def bench(quick: bool = False) -> Section:
                     f"median ({choice.driver}), {what}", ms(value),
                     baseline=f"{ms(sv_d)} (`buildah bud` + `push`, {choice.driver})", ratio=f"{value / sv_d:.3f}×")
     fm, fr = median(fetch.mirror), median(fetch.request)
+    allowance = d * (TARGET_RATIO - 1)  # what the target leaves for everything Shipline adds
     section.row("source fetch of the pushed commit: Shipline's mirror fetch vs one protocol v2 request "
                 "(the least a builder that fetches pays)", ms(fm), baseline=f"{ms(fr)} (one request, "
                 f"{fr / d * 100:.1f}% of the plain build)", ratio=f"{fm / fr:.2f}×")
@@ -523,9 +525,9 @@ def bench(quick: bool = False) -> Section:
         + ", ".join(f"{x * 1000:.0f}" for x in fetch.mirror) + " ms; one protocol v2 `fetch` request for the "
         "same commit over a kept connection (no client process, nothing written: the floor of any "
         "builder that fetches) " + ", ".join(f"{x * 1000:.0f}" for x in fetch.request) + " ms. The build "
-        f"target allows {d * 0.05 * 1000:.0f} ms (5 % of the plain median) for everything Shipline adds; "
-        f"the floor alone takes {fr / (d * 0.05) * 100:.0f} % of that, Shipline's fetch "
-        f"{fm / (d * 0.05) * 100:.0f} %.",
+        f"target allows {allowance * 1000:.0f} ms ({(TARGET_RATIO - 1) * 100:.0f} % of the plain median) for "
+        f"everything Shipline adds; the floor alone takes {fr / allowance * 100:.0f} % of that, Shipline's fetch "
+        f"{fm / allowance * 100:.0f} %.",
         f"Docs-only pushes ({len(docs)}): " + ", ".join(f"{x * 1000:.0f}" for x in docs)
         + f" ms; outcome: \u201c{reason}\u201d (mirror fetch and diff included).",
     ]
