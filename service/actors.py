@@ -29,6 +29,7 @@ from service.logs import ActorRunLog
 from service.pipeline import Pipeline
 from service.polling import Poller
 from service.store import EventStore
+from service.stuckwatch import StuckWatch
 
 log = logging.getLogger("shipline.worker")
 TICK_SECONDS = 5
@@ -122,6 +123,9 @@ broker.add_middleware(ActorRunLog(  # one line per actor run; logging set up at 
     environment_actors=("bump_env", "sync_env", "rollback_env")))
 broker.add_middleware(FailureVisibility())
 broker.add_middleware(Reconciler())
+broker.add_middleware(StuckWatch(  # a thread blocked past its limit: exit, redeliver, give up after two hangs
+    on_give_up=lambda message, error: pipeline().give_up(message.actor_name, tuple(message.args), error),
+    grace_seconds=config().queue.stuck_grace_seconds))
 
 
 PERMANENT = (PermanentError,)

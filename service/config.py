@@ -115,6 +115,9 @@ class QueueSettings(Model):
     max_retries: int = Field(5, ge=0)
     min_backoff_ms: int = Field(1_000, ge=1)
     max_backoff_ms: int = Field(300_000, ge=1)
+    stuck_grace_seconds: float = Field(60.0, gt=0)
+    """How long an actor may run past its time limit before its worker process exits
+    (``service.stuckwatch``): the time ``TimeLimit`` gets to interrupt it first."""
 
 
 class Config(Model):
