@@ -4,7 +4,9 @@ back, and after its second hang it is given up visibly while the worker keeps wo
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,7 +28,15 @@ def worker(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "STUCK_TEST_REDIS_URL": stack.redis.url, "dramatiq_worker_timeout": "100"}
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "dramatiq", "tests.service.stuck_app", "--processes", "1",
-                                 "--threads", "2"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                                 "--threads", "2"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # so ``stop`` reaches the worker process too
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """The dramatiq parent and its worker process, whatever state the test left them in."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def send(stack: Stack, actor: str, tag: str) -> None:
@@ -51,7 +61,7 @@ def test_a_thread_stuck_past_its_limit_ends_its_worker_and_its_message_is_given_
         try:
             code = proc.wait(timeout=60)
         finally:
-            proc.kill()
+            stop(proc)
         text = log.read_text()
         assert code == STUCK_EXIT_CODE, text[-3000:]
         assert listed(redis_client, "started") == ["h1"] * hang
@@ -73,6 +83,7 @@ def test_a_thread_stuck_past_its_limit_ends_its_worker_and_its_message_is_given_
         assert given_up.startswith("hang ['h1']: hang hung its worker process 2 times"), given_up
         wait_until(lambda: not redis_client.hlen(f"{NAMESPACE}:{QUEUE}.msgs"), timeout=30,
                    what="every message acknowledged")
-    finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+    finally:
+        stop(proc)
