@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from service.app import create_app
 from service.broker import NAMESPACE, QUEUE_EVENTS
 from service.config import Config, parse_config
 from service.store import EventStore
+from tests.webhook_fixtures import fixture_bytes
 from tests.webhook_fixtures import fixture_json as load_fixture
 
 SECRET = "s3cr3t-for-tests"
@@ -39,6 +41,7 @@ def make_config(tmp_path: Path, redis_url: str, **server: object) -> Config:
             {"source": "github", "secret": {"file": str(secret)}},
             {"source": "github", "name": "nosecret"},
             {"source": "registry", "secret": {"file": str(secret)}},
+            {"source": "dockerhub", "path_token": {"file": str(secret)}},
         ],
         "repos": [{"name": "hello", "url": "https://github.com/agoda-com/samsahai-example.git",
                    "branches": ["main"]}],
@@ -154,6 +157,36 @@ def test_ping_is_200(client: TestClient, redis_client) -> None:
 
 def test_unknown_receiver_is_404(client: TestClient) -> None:
     assert client.post("/hooks/gitlab", content=b"{}").status_code == 404
+
+
+def test_a_path_token_comes_from_the_path_only(client: TestClient, redis_client) -> None:
+    body = fixture_bytes("dockerhub/push.keel.json")
+    assert client.post(f"/hooks/dockerhub/default/{SECRET}", content=body).status_code == 202
+    assert client.post("/hooks/dockerhub/default/not-the-token", content=body).status_code == 401
+    spoofed = {"X-Shipline-Path-Token": SECRET}  # the header the path's token travels in, sent by hand
+    assert client.post("/hooks/dockerhub", content=body, headers=spoofed).status_code == 401
+    assert client.post("/hooks/dockerhub/default/not-the-token", content=body, headers=spoofed).status_code == 401
+
+
+def test_other_methods_on_a_hook_path_are_405_and_record_nothing(client: TestClient, redis_client) -> None:
+    body, headers = github_push()
+    assert client.put("/hooks/github", content=body, headers=headers).status_code == 405
+    assert client.get("/hooks/github/default").status_code == 405
+    assert queued(redis_client) == 0 and redis_client.zcard("shipline:events") == 0
+
+
+def test_a_failure_inside_a_delivery_is_a_logged_json_500(client: TestClient, redis_client, caplog,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*args: object) -> None:
+        raise RuntimeError("the store exploded")
+
+    monkeypatch.setattr(client.app.state.ingest, "accept", broken)
+    body, headers = github_push()
+    with caplog.at_level(logging.ERROR, logger="shipline.receiver"):
+        answer = client.post("/hooks/github", content=body, headers=headers)
+    assert (answer.status_code, answer.json()) == (500, {"error": "internal server error"})
+    assert "RuntimeError: the store exploded" in caplog.text
+    assert queued(redis_client) == 0
 
 
 def test_api_needs_token_lists_replays_and_triggers(client: TestClient, redis_client) -> None:
