@@ -1,7 +1,7 @@
 """The ingest baseline: a bare Starlette endpoint that reads the body and answers 202, nothing else.
 
 Run by ``bench.ingest`` under the same uvicorn settings as ``shipline serve`` (one process,
-``--log-level warning``, no access log).
+``--log-level warning``, no access log, no proxy headers).
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ def webhook_hooks(root: Path) -> Path:
 
 def uvicorn_argv(app: str, port: int) -> list[str]:
     return [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--log-level", "warning", "--no-access-log"]
+            "--log-level", "warning", "--no-access-log", "--no-proxy-headers"]
 
 
 def measure(name: str, url: str, root: Path, seconds: int) -> dict[str, Any]:

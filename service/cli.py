@@ -62,8 +62,10 @@ def serve(config: ConfigOpt = None, host: str | None = None, port: int | None = 
     setup_logging(log_format)
     path = _config_path(config)
     cfg = _config(path)  # fail fast, with the key path, before any process starts
+    # Nothing reads the client's address (no access log), so uvicorn's X-Forwarded-For rewriting
+    # would be work for nothing: 1.3 % of the receiver's time per delivery in the wrk profile.
     options: dict[str, Any] = {"host": host or cfg.server.host, "port": port or cfg.server.port,
-                               "log_level": "warning", "access_log": False}
+                               "log_level": "warning", "access_log": False, "proxy_headers": False}
     if workers == 1:
         from service.app import create_app
 
