@@ -18,7 +18,9 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "client, group-committed with the deliveries that arrive while earlier ones are on their way, and "
         "answered only after Redis's fsync (appendfsync always). The profile is flat: uvicorn's send and the "
         "event loop lead it, and no Shipline frame holds more than a few percent, so no single change closes "
-        "a several-fold gap.",
+        "a several-fold gap. The one layer that held more, Starlette's middleware, routing, request and "
+        "response objects, is skipped for `POST /hooks/...` (`service.app.Receiver`), so the profile above "
+        "no longer shows it (README: The receiver, for the side-by-side measurement).",
         "What would close more of it: more receiver processes (`shipline serve --workers N`, or the replicas "
         "the k8s base runs) on more cores: on this 2-core machine wrk, Redis and the receiver share them, so "
         "the 2-process row adds little. Half of an endpoint that does no durable work is out of reach for one "
