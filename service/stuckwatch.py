@@ -85,9 +85,7 @@ class StuckWatch(Middleware):
         with self.lock:
             self.running.pop(threading.get_ident(), None)
 
-    def after_skip_message(self, broker: Any, message: Any) -> None:
-        with self.lock:
-            self.running.pop(threading.get_ident(), None)
+    after_skip_message = after_process_message  # as dramatiq's TimeLimit does: the same bookkeeping
 
     def stuck(self, now: float) -> Running | None:
         """The message whose thread has been running longest past its deadline, if any."""
