@@ -20,7 +20,7 @@ from dramatiq.middleware import Middleware
 
 from handlers.errors import PermanentError, TransientError
 from service import broker as wiring
-from service import rollback
+from service import metrics, rollback
 from service.buildcache import BuildCacheJanitor
 from service.config import Config, load_config
 from service.environments import EnvironmentStatusStore
@@ -94,6 +94,8 @@ class Reconciler(Middleware):
                 statuses = EnvironmentStatusStore(p.r)
                 for name, cache in caches().items():
                     statuses.put_cache(name, {"scopes": cache.status(), "objects": len(cache), "pid": os.getpid()})
+                    metrics.CACHE_OBJECTS.labels(cluster=name).set(len(cache))
+                    metrics.CACHE_BYTES.labels(cluster=name).set(cache.footprint())
             except Exception:  # noqa: BLE001 - keep the loop alive; the next tick retries
                 log.exception("reconcile tick failed")
 

@@ -33,6 +33,10 @@ QUEUE_DELAYED = Gauge("shipline_queue_delayed", "Messages waiting for a retry's 
 BUILD_STORAGE_IMAGES = Gauge("shipline_build_storage_images", "Images in the local buildah storage after the "
                              "last prune (build.cache_keep)", multiprocess_mode="mostrecent")
 BUILD_STORAGE_PRUNED = Counter("shipline_build_storage_pruned_total", "Images removed from the local buildah storage")
+CACHE_OBJECTS = Gauge("shipline_cache_objects", "Objects in the worker's live-state cache of a cluster",
+                      ["cluster"], multiprocess_mode="livemax")
+CACHE_BYTES = Gauge("shipline_cache_bytes", "Memory the live-state cache of a cluster holds, summed over the "
+                    "worker's processes (each keeps its own copy)", ["cluster"], multiprocess_mode="livesum")
 BACKLOG = Gauge("shipline_backlog_events", "Accepted events not yet in a final state (the receiver answers "
                 "503 past redis.max_backlog)", multiprocess_mode="mostrecent")
 

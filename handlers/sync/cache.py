@@ -16,6 +16,7 @@ the scope is synced, else it says so and the caller reads the API server.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
 from handlers.sync.kubeapi import Forbidden, KubeApi, Resource
-from handlers.sync.live import LiveObject, summarize
+from handlers.sync.live import LiveObject, summarize, summary_bytes
 from handlers.sync.objects import LABEL_TARGET, ObjRef, ref_of
 
 log = logging.getLogger("shipline.cache")
@@ -79,6 +80,8 @@ class ClusterCache:
         self.api = api
         self._lock = threading.Lock()
         self._objects: dict[tuple[str, str, str, str], LiveObject] = {}
+        self._entry_bytes = 0
+        """What the summaries in ``_objects`` and their keys hold (``footprint``), kept per change."""
         self._scopes: dict[tuple[str, str, str], Scope] = {}
         self._listeners: list[Listener] = []
         self._stop = threading.Event()
@@ -125,6 +128,13 @@ class ClusterCache:
 
     def __len__(self) -> int:
         return len(self._objects)
+
+    def footprint(self) -> int:
+        """Bytes the cache holds: every summary and its key, the table of them and each scope's
+        set of keys (what the watch's events cost to keep, not the process around it)."""
+        with self._lock:
+            tables = sys.getsizeof(self._objects) + sum(sys.getsizeof(s.keys) for s in self._scopes.values())
+            return self._entry_bytes + tables
 
     def stop(self) -> None:
         self._stop.set()
@@ -175,8 +185,9 @@ class ClusterCache:
         with self._lock:
             gone = scope.keys - set(fresh)
             for key in gone:
-                self._objects.pop(key, None)
-            self._objects.update(fresh)
+                self._drop(key)
+            for key, live in fresh.items():
+                self._put(key, live)
             scope.keys = set(fresh)
         scope.resource_version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
         scope.state, scope.error, scope.last_seen = "synced", "", time.monotonic()
@@ -208,12 +219,27 @@ class ClusterCache:
         live = summarize({"apiVersion": scope.resource.api_version, "kind": scope.resource.kind, **obj})
         with self._lock:
             if kind == "DELETED":
-                self._objects.pop(live.ref.key, None)
+                self._drop(live.ref.key)
                 scope.keys.discard(live.ref.key)
             else:
-                self._objects[live.ref.key] = live
+                self._put(live.ref.key, live)
                 scope.keys.add(live.ref.key)
         self._tell(str(kind), live)
+
+    def _put(self, key: tuple[str, str, str, str], live: LiveObject) -> None:
+        """Under ``_lock``."""
+        old = self._objects.get(key)
+        self._objects[key] = live
+        if old is None:
+            self._entry_bytes += summary_bytes(live) + _key_bytes(key)
+        else:  # the entry keeps its key
+            self._entry_bytes += summary_bytes(live) - summary_bytes(old)
+
+    def _drop(self, key: tuple[str, str, str, str]) -> None:
+        """Under ``_lock``."""
+        old = self._objects.pop(key, None)
+        if old is not None:
+            self._entry_bytes -= summary_bytes(old) + _key_bytes(key)
 
     def _tell(self, kind: str, live: LiveObject) -> None:
         for listener in list(self._listeners):
@@ -242,6 +268,11 @@ class ClusterCache:
             return response.response
 
         return call
+
+
+def _key_bytes(key: tuple[str, str, str, str]) -> int:
+    """The key tuple and its group (made for it); its other strings are the summary's."""
+    return sys.getsizeof(key) + sys.getsizeof(key[0])
 
 
 @dataclass

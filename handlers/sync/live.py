@@ -1,14 +1,15 @@
 """What a sync needs to know about a live object, and where it reads it from.
 
 ``LiveObject`` keeps only what the decisions need (resource version, generation, the hash of the
-fields Shipline owns, the owning environment, a workload's health): about 200 bytes an object,
-whatever the object's size. A ``LiveView`` answers ``get(ref)``: ``ApiView`` with one GET per
-object (the CLI, tests, and any kind the cache does not watch yet), ``ClusterCache`` from
-memory (see ``handlers.sync.cache``).
+fields Shipline owns, the owning environment, a workload's health): under a kilobyte an object
+with its key in the cache (``summary_bytes``), whatever the object's size. A ``LiveView``
+answers ``get(ref)``: ``ApiView`` with one GET per object (the CLI, tests, and any kind the
+cache does not watch yet), ``ClusterCache`` from memory (see ``handlers.sync.cache``).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +42,17 @@ def summarize(obj: Obj) -> LiveObject:
         health=assess(obj, ref) if ref.kind in CHECKED_KINDS else None,
         deleting=bool(meta.get("deletionTimestamp")),
     )
+
+
+def summary_bytes(live: LiveObject) -> int:
+    """Memory ``live`` holds: the summary and each object it refers to, once (an object shared
+    with other summaries, as a cached small int or an empty string, is counted here too)."""
+    ref, health = live.ref, live.health
+    parts = [live, ref, ref.api_version, ref.kind, ref.namespace, ref.name, live.resource_version, live.generation,
+             live.owned, live.target]
+    if health is not None:
+        parts += [health, health.status, health.reason]
+    return sum(sys.getsizeof(part) for part in {id(part): part for part in parts}.values())
 
 
 class LiveView(Protocol):

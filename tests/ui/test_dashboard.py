@@ -197,6 +197,18 @@ def test_metrics_count_the_release_on_receiver_and_worker(release, surfaces) -> 
         total = worker[("shipline_lead_time_seconds_sum", (("environment", env),))]
         assert count >= 1 and 1 < total / count < RELEASE_SECONDS, (env, count, total)
 
+    def cache_gauges() -> dict[str, dict[str, float]]:
+        text = samples(httpx.get(surfaces["worker_metrics"]).text)
+        return {name: {dict(labels)["cluster"]: v for (n, labels), v in text.items() if n == name}
+                for name in ("shipline_cache_objects", "shipline_cache_bytes")}
+
+    # the worker's tick sets them every 5 s, so the first values may predate the release's syncs
+    wait_until(lambda: sum(cache_gauges()["shipline_cache_objects"].values()) >= 4, timeout=15,
+               what="the live-state cache gauges counting both environments' Deployments")
+    cached = cache_gauges()
+    (cluster, objects), = cached["shipline_cache_objects"].items()  # both environments are on one cluster
+    assert cached["shipline_cache_bytes"][cluster] >= 300 * objects, cached
+
 
 def test_worker_logs_one_json_line_per_actor_run_and_no_secret(release, surfaces) -> None:
     stack = surfaces["stack"]

@@ -4,8 +4,10 @@ when allowed."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from kubernetes import client
 from devstack.kube import KubeCluster
 from handlers.sync import sync_environment
 from handlers.sync.cache import ClusterCache, Scope
-from handlers.sync.kubeapi import KubeApi
+from handlers.sync.kubeapi import KubeApi, Resource
 from handlers.sync.objects import ObjRef
 from tests.handlers.sync.conftest import configmap, deployment, make_env, write
 
@@ -102,3 +104,49 @@ def test_a_watch_whose_resource_version_is_too_old_relists(kube_cluster: KubeClu
     until(lambda: stale.relists >= 1 and stale.state == "synced" and stale.resource_version != "1", timeout=30)
 
     assert cache.get(ObjRef("v1", "ConfigMap", namespace, "a")) is not None, "the relist brought the object in"
+
+
+def _watched(resource_kind: str, i: int) -> dict:
+    meta = {"name": f"obj-{i:05d}", "namespace": f"env-{i % 50:02d}", "resourceVersion": str(10_000 + i),
+            "generation": 1, "labels": {"shipline.dev/target": f"env-{i % 50:02d}"},
+            "managedFields": [{"manager": "shipline", "operation": "Apply", "fieldsType": "FieldsV1",
+                               "fieldsV1": {"f:data": {"f:k": {}}}}]}
+    obj = {"metadata": meta, "data": {"k": "v" * 40}}
+    if resource_kind == "Deployment":
+        obj |= {"spec": {"replicas": 0}, "status": {"observedGeneration": 1}}
+    return obj
+
+
+def test_the_footprint_is_what_the_summaries_take_and_is_given_back_on_delete() -> None:
+    """``footprint()`` against what Python allocated for 3,000 watched objects (tracemalloc), and
+    after changes and deletes: a count that drifted from the summaries it keeps would show here."""
+    resources = [Resource("v1", "ConfigMap", "configmaps", True),
+                 Resource("apps/v1", "Deployment", "deployments", True)]
+    cache = ClusterCache("accounting", api=None)  # type: ignore[arg-type] - no thread runs: events are fed
+    scopes = [cache._scopes.setdefault((r.api_version, r.plural, ""), Scope(r, "")) for r in resources]
+    feed = [(scopes[i % 2], resources[i % 2].kind, i) for i in range(3000)]
+    empty = cache.footprint()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for scope, kind, i in feed:  # each object parsed here, as from the watch: its strings are the summary's
+            cache._apply_event(scope, {"type": "ADDED", "raw_object": _watched(kind, i)})
+        gc.collect()
+        allocated = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    held = cache.footprint() - empty
+    assert len(cache) == 3000
+    assert 0.8 * allocated <= held <= 1.3 * allocated, (held, allocated)
+    assert 300 * 3000 <= held <= 1500 * 3000, "per object: a few hundred bytes, under a kilobyte and a half"
+
+    for scope, kind, i in feed[::2]:
+        obj = _watched(kind, i)
+        obj["metadata"]["resourceVersion"] += "1"
+        cache._apply_event(scope, {"type": "MODIFIED", "raw_object": obj})
+    assert abs(cache.footprint() - empty - held) < 0.02 * held, "a change replaces a summary: about the same"
+    for scope, kind, i in feed:
+        cache._apply_event(scope, {"type": "DELETED", "raw_object": _watched(kind, i)})
+    assert len(cache) == 0
+    assert cache._entry_bytes == 0, "every summary and key counted in was counted out"
