@@ -68,37 +68,30 @@ def render() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-LEAD_TIME_SEEN = "shipline:leadtime:"
-
-
 LEAD_TIMES = "shipline:leadtime:"
 
 
 def observe_lead_time(store: Any, environment: str, correlation_ids: list[str]) -> dict[str, float]:
     """Push received → ``environment`` Healthy, once per release (its correlation record's
     ``received_at``); a later reconcile of the same release does not count again. Kept per
-    release (``leadtime:<id>``: environment → seconds) for the API; returns what it observed.
-    Two round trips per ``READ_CHUNK`` releases besides the reads: a sync after a backlog covers
-    tens of thousands."""
+    release (``leadtime:<id>``: environment → seconds, its first value) for the API; returns what
+    it observed. One round trip per ``READ_CHUNK`` releases besides the reads: a sync after a
+    backlog covers tens of thousands."""
     observed: dict[str, float] = {}
     for chunk in chunks(correlation_ids, READ_CHUNK):
-        received = {c: facts["received_at"] for c, facts in zip(chunk, store.facts(chunk), strict=True)
+        received = {c: float(facts["received_at"]) for c, facts in zip(chunk, store.facts(chunk), strict=True)
                     if facts and facts.get("received_at")}
-        with store.r.pipeline(transaction=False) as pipe:
-            for correlation_id in received:
-                pipe.set(f"{LEAD_TIME_SEEN}{environment}:{correlation_id}", "1", nx=True, ex=store.dedupe_ttl)
-            first = pipe.execute()
         now = time.time()
+        seconds = {c: round(max(0.0, now - at), 3) for c, at in received.items()}
         with store.r.pipeline(transaction=False) as pipe:
-            for (correlation_id, at), new in zip(received.items(), first, strict=True):
-                if not new:
-                    continue
-                seconds = round(max(0.0, now - float(at)), 3)
-                LEAD_TIME.labels(environment=environment).observe(seconds)
-                pipe.hset(LEAD_TIMES + correlation_id, environment, seconds)
+            for correlation_id, value in seconds.items():
+                pipe.hsetnx(LEAD_TIMES + correlation_id, environment, value)  # the first sync's value stays
                 pipe.expire(LEAD_TIMES + correlation_id, store.dedupe_ttl)
-                observed[correlation_id] = seconds
-            pipe.execute()
+            first = pipe.execute()[::2]
+        for (correlation_id, value), new in zip(seconds.items(), first, strict=True):
+            if new:
+                LEAD_TIME.labels(environment=environment).observe(value)
+                observed[correlation_id] = value
     return observed
 
 

@@ -46,10 +46,12 @@ def test_lead_time_is_observed_once_per_release_and_environment(redis_client) ->
                          received_at=time.time() - 42)
     store.save(record)
     before = metrics.LEAD_TIME.labels(environment="qa")._sum.get()
-    metrics.observe_lead_time(store, "qa", ["push1", "missing"])
-    metrics.observe_lead_time(store, "qa", ["push1"])  # a later reconcile of the same release
+    first = metrics.observe_lead_time(store, "qa", ["push1", "missing"])
+    again = metrics.observe_lead_time(store, "qa", ["push1"])  # a later reconcile of the same release
     observed = metrics.LEAD_TIME.labels(environment="qa")._sum.get() - before
-    assert 42 <= observed < 60
+    assert 42 <= observed < 60 and list(first) == ["push1"] and again == {}
+    assert metrics.lead_times(store, "push1") == {"qa": first["push1"]}, "the API keeps the first value"
+    assert 0 < redis_client.ttl("shipline:leadtime:push1") <= store.dedupe_ttl
 
 
 def test_worker_metrics_merge_the_forked_worker_processes() -> None:
