@@ -27,7 +27,7 @@ import urllib3
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-from handlers.sync.kubeapi import Forbidden, KubeApi, Resource
+from handlers.sync.kubeapi import Forbidden, KubeApi, NotFound, Resource
 from handlers.sync.live import LiveObject, summarize, summary_bytes
 from handlers.sync.objects import LABEL_TARGET, ObjRef, ref_of
 
@@ -291,3 +291,13 @@ class CacheView:
             return self.cache.get(ref)
         live = self.cache.api.get(ref)  # the scope is not live (relisting, disconnected, forbidden)
         return None if live is None else summarize(live)
+
+    def peek(self, ref: ObjRef) -> tuple[bool, LiveObject | None]:
+        try:
+            resource = self.cache.api.resource(ref.api_version, ref.kind)
+        except NotFound:
+            return False, None  # ``get`` says so
+        scope = self.cache.watch(resource, ref.namespace, self.wait)
+        if scope.state == "listing":
+            scope.synced.wait(self.wait)
+        return (True, self.cache.get(ref)) if scope.state == "synced" else (False, None)

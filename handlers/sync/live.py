@@ -60,6 +60,9 @@ class LiveView(Protocol):
         """The object as last seen, or None when it does not exist. ``NotFound`` when its kind
         is not served (a CRD not installed)."""
 
+    def peek(self, ref: ObjRef) -> tuple[bool, LiveObject | None]:
+        """``(True, get(ref))`` when that needs no request (it is in memory), else ``(False, None)``."""
+
 
 @dataclass
 class ApiView:
@@ -70,3 +73,6 @@ class ApiView:
     def get(self, ref: ObjRef) -> LiveObject | None:
         live = self.api.get(ref)
         return None if live is None else summarize(live)
+
+    def peek(self, ref: ObjRef) -> tuple[bool, LiveObject | None]:
+        return False, None

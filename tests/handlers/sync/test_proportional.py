@@ -4,6 +4,7 @@ writes by controllers or by other managers on fields Shipline never set are not 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,8 @@ def test_a_new_revision_that_changes_no_manifest_writes_no_object(kube_cluster: 
 
 def test_a_noop_resync_renders_nothing_and_reads_only_the_inventory(kube_cluster: KubeCluster,
                                                                       api: client.ApiClient, namespace: str,
-                                                                      checkout: Path) -> None:
+                                                                      checkout: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from handlers.sync.cache import ClusterCache
 
     env = make_env(kube_cluster, namespace)
@@ -86,11 +88,15 @@ def test_a_noop_resync_renders_nothing_and_reads_only_the_inventory(kube_cluster
         sync_environment(env, checkout, "rev1", cache=cache)
         sync_environment(env, no_checkout, "rev1", cache=cache)  # the watches are warm now
         counting.calls.clear()
+        started: list[str] = []
+        start = threading.Thread.start
+        monkeypatch.setattr(threading.Thread, "start", lambda t: (started.append(t.name), start(t))[1])
 
         result = sync_environment(env, no_checkout, "rev1", cache=cache)
 
         assert not result.rendered and result.applied == () and result.unchanged == 11
         assert [m for m, _ in counting.calls] == ["GET"], counting.calls  # the inventory, nothing else
+        assert started == [], "the live objects are memory reads: no thread pool for them"
     finally:
         cache.stop()
 
