@@ -3,9 +3,9 @@
 Where it lives: in each worker process (dramatiq forks its worker processes, and threads do not
 survive a fork, so each process builds its caches after it boots). The threads of a process share
 them; a second worker process has its own copy (under a kilobyte per object, so that is cheap:
-``shipline_cache_bytes``), and the drift triggers of several processes are deduplicated in Redis. A separate
-watcher process would need a way to hand live state to the syncs (they run in the workers) and
-its own failover; this keeps one moving part.
+``shipline_cache_bytes``), and the drift triggers of several processes are deduplicated in
+Redis. A separate watcher process would need a way to hand live state to the syncs (they run in
+the workers) and its own failover; this keeps one moving part.
 
 The drift watcher subscribes to every cache. A watch event on an object an environment manages
 schedules a check of that environment (debounced): its objects in the cache against its

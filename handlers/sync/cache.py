@@ -283,21 +283,21 @@ class CacheView:
     wait: float = SYNC_WAIT_SECONDS
 
     def get(self, ref: ObjRef) -> LiveObject | None:
-        resource = self.cache.api.resource(ref.api_version, ref.kind)
-        scope = self.cache.watch(resource, ref.namespace, self.wait)
-        if scope.state == "listing":
-            scope.synced.wait(self.wait)
-        if scope.state == "synced":
+        if self._in_memory(ref):
             return self.cache.get(ref)
         live = self.cache.api.get(ref)  # the scope is not live (relisting, disconnected, forbidden)
         return None if live is None else summarize(live)
 
     def peek(self, ref: ObjRef) -> tuple[bool, LiveObject | None]:
         try:
-            resource = self.cache.api.resource(ref.api_version, ref.kind)
+            return (True, self.cache.get(ref)) if self._in_memory(ref) else (False, None)
         except NotFound:
             return False, None  # ``get`` says so
+
+    def _in_memory(self, ref: ObjRef) -> bool:
+        """Whether ``ref``'s scope is synced (waiting for a first list); ``NotFound`` for a kind not served."""
+        resource = self.cache.api.resource(ref.api_version, ref.kind)
         scope = self.cache.watch(resource, ref.namespace, self.wait)
         if scope.state == "listing":
             scope.synced.wait(self.wait)
-        return (True, self.cache.get(ref)) if scope.state == "synced" else (False, None)
+        return scope.state == "synced"
