@@ -113,11 +113,14 @@ def scale_notes(section: Section) -> list[str]:
     if syncs:
         facts += (f": on this one it leaves {1000 * max(0.0, target - idle) / syncs:.0f} ms per sync after the "
                   "processes' own floor")
+    from service.syncrun import HEAD_TTL_SECONDS
+
     return [facts + ".",
             "What a no-op reconcile still does (py-spy `--gil` of the worker under a 30-environment fleet): its "
             "dramatiq message, a dozen Redis round trips (the sync's lease, the environment's status, the flap "
             "guard, the coverage checks), the inventory's GET and parse, and a `git ls-remote` shared by the "
-            "environments that sync within 2 s of each other. To close: those round trips as one Lua call, the "
+            f"environments that sync within {HEAD_TTL_SECONDS:g} s of each other. To close: those round trips as "
+            "one Lua call, the "
             "inventory from the watch cache, the head read shared for longer when a webhook or Shipline's own "
             "push names the newest commit."]
 
