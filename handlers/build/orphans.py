@@ -3,7 +3,7 @@
 A build runs in its own session (``process.run_logged``), so a ``kill -9`` of the worker's process
 group does not reach it. Two measures, both needed:
 
-- ``die_with_parent``: the child asks the kernel (``prctl(PR_SET_PDEATHSIG, SIGTERM)``) for a
+- ``dying_with_parent``: the child asks the kernel (``prctl(PR_SET_PDEATHSIG, SIGTERM)``) for a
   SIGTERM when the thread that started it dies; buildah then removes its working container and
   exits. The signal reaches that one process only: the ``RUN`` command it was running (``sleep``,
   a compiler, ...) stays alive in the session, and would hold the build's resources.
@@ -12,7 +12,7 @@ group does not reach it. Two measures, both needed:
   is left of their sessions (SIGTERM, then SIGKILL after a grace period), so the redelivered build
   of a killed worker starts with the orphaned one gone and its storage locks released.
 
-Linux only (``/proc``, ``prctl``); elsewhere both are no-ops.
+Linux only (``/proc``, ``prctl`` or ``setpriv``); elsewhere both are no-ops.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,20 +36,33 @@ PARENT_DEATH_SIGNAL = signal.SIGTERM
 REAP_GRACE_SECONDS = 5.0
 LINUX = sys.platform.startswith("linux")
 _libc = ctypes.CDLL(None, use_errno=True) if LINUX else None
+SETPRIV = shutil.which("setpriv")
 
 
-def die_with_parent(parent_pid: int) -> Callable[[], None] | None:
-    """A ``preexec_fn``: SIGTERM this child when the thread that forked it dies. The kernel ties the
-    signal to the *thread*: call ``Popen`` from a thread that lives as long as the build's owner."""
+def dying_with_parent(argv: Sequence[str], parent_pid: int) -> tuple[list[str], Callable[[], None] | None]:
+    """``argv`` and a ``preexec_fn`` for ``Popen`` that SIGTERM the child when the thread that
+    starts it dies. The kernel ties the signal to the *thread*: call ``Popen`` from a thread that
+    lives as long as the build's owner.
+
+    With util-linux's ``setpriv`` (in Debian's essential set) the child asks for the signal itself
+    (``setpriv --pdeathsig TERM -- argv``: the same process, which then execs ``argv``), and no
+    ``preexec_fn`` is needed. A ``preexec_fn`` makes ``subprocess`` fork the whole worker instead
+    of vfork-ing it: measured on a 2-core VM, 10-13 ms per spawn from a 71 MB process and 30-33 ms
+    from a 221 MB one, against 2.3 ms through ``setpriv`` (``/bin/true``, medians of 60), and a
+    build spawns ``bud`` and ``push``. ``setpriv`` cannot check that the parent still lived when
+    it asked (the ``preexec_fn`` does); a worker killed in that sub-millisecond window leaves its
+    build to ``reap``, as any other orphan."""
     if _libc is None:
-        return None
+        return list(argv), None
+    if SETPRIV is not None:
+        return [SETPRIV, "--pdeathsig", PARENT_DEATH_SIGNAL.name.removeprefix("SIG"), "--", *argv], None
 
     def preexec() -> None:
         _libc.prctl(PR_SET_PDEATHSIG, int(PARENT_DEATH_SIGNAL), 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died before prctl: no signal will come
             os.kill(os.getpid(), PARENT_DEATH_SIGNAL)
 
-    return preexec
+    return list(argv), preexec
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,11 @@ def run_logged(argv: Sequence[str], *, log: Path, timeout: float, should_continu
     with log.open("ab") as out:
         out.write(f"$ {shlex.join(argv)}\n".encode())
         out.flush()
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        spawned, preexec = orphans.dying_with_parent(argv, os.getpid())
+        proc = subprocess.Popen(spawned, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=dict(env) if env is not None else None,
-                                # preexec_fn with threads around: it only calls prctl (no lock, no import)
-                                preexec_fn=orphans.die_with_parent(os.getpid()))
+                                # preexec_fn (no setpriv here) with threads around: it only calls prctl
+                                preexec_fn=preexec)
         record = orphans.Running.register(running, proc.pid)
         try:
             return _wait(proc, time.monotonic() + timeout, should_continue)

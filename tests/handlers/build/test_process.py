@@ -90,14 +90,26 @@ def test_should_continue_false_stops_the_group(tmp_path: Path, wait_path: str) -
 WORKER = """
 import sys
 from pathlib import Path
+from handlers.build import orphans
 from handlers.build.process import run_logged
+if sys.argv[3] == "preexec":
+    orphans.SETPRIV = None
 run_logged(["sh", "-c", sys.argv[2]], log=Path(sys.argv[1]), timeout=300, should_continue=lambda: True)
 """
 
 
-def start_worker(log: Path) -> subprocess.Popen[bytes]:
+@pytest.fixture(params=["setpriv", "preexec"])
+def death_signal_path(request: pytest.FixtureRequest) -> str:
+    """Both ways a build asks for its parent-death signal: through ``setpriv``, or a ``preexec_fn``
+    where there is no ``setpriv``."""
+    if request.param == "setpriv":
+        assert orphans.SETPRIV is not None, "setpriv not found: install it with: apt-get install util-linux"
+    return str(request.param)
+
+
+def start_worker(log: Path, death_path: str = "setpriv") -> subprocess.Popen[bytes]:
     """A stand-in worker process running one build; returns once the build printed its child."""
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(log), SCRIPT], cwd=REPO_ROOT)
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(log), SCRIPT, death_path], cwd=REPO_ROOT)
     deadline = time.monotonic() + 10
     while not (log.exists() and "started" in log.read_text() and any((log.parent / RUNNING_DIR).glob("*.json"))):
         assert time.monotonic() < deadline, "the build never started"
@@ -105,9 +117,10 @@ def start_worker(log: Path) -> subprocess.Popen[bytes]:
     return worker
 
 
-def test_a_killed_worker_takes_its_build_leader_along_and_the_next_build_reaps_the_rest(tmp_path: Path) -> None:
+def test_a_killed_worker_takes_its_build_leader_along_and_the_next_build_reaps_the_rest(
+        tmp_path: Path, death_signal_path: str) -> None:
     log = tmp_path / "orphan.log"
-    worker = start_worker(log)
+    worker = start_worker(log, death_signal_path)
     records = list((tmp_path / RUNNING_DIR).glob("*.json"))
     assert len(records) == 1
     leader = int(records[0].stem)
@@ -131,3 +144,21 @@ def test_a_build_whose_worker_lives_is_not_reaped(tmp_path: Path) -> None:
         worker.wait()
     run_logged(["true"], log=tmp_path / "next.log", timeout=10, should_continue=lambda: True)
     assert gone(child_pid(log))
+
+
+def test_with_setpriv_the_worker_is_not_forked_to_start_a_build(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``preexec_fn`` makes ``subprocess`` fork the whole worker (its page tables: tens of ms on
+    a VM) where it could vfork; ``setpriv`` asks for the signal in the child instead."""
+    spawned: list[tuple[list[str], object]] = []
+    real_popen = subprocess.Popen
+
+    def popen(args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        spawned.append((list(args), kwargs.get("preexec_fn")))
+        return real_popen(args, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    log = tmp_path / "b.log"
+    assert run_logged(["sh", "-c", "exit 5"], log=log, timeout=10, should_continue=lambda: True) == 5
+    assert spawned == [([orphans.SETPRIV, "--pdeathsig", "TERM", "--", "sh", "-c", "exit 5"], None)]
+    assert log.read_text().splitlines()[0] == "$ sh -c 'exit 5'", "the log shows the build's command, not the wrapper"
