@@ -85,9 +85,7 @@ class Reconciler(Middleware):
             time.sleep(TICK_SECONDS)
             try:
                 p = pipeline()
-                for env in p.config.environments:
-                    if p.r.set(f"shipline:reconcile:{env.name}", "1", nx=True, ex=env.reconcile_interval):
-                        p.request_sync(env.name)
+                p.request_due_reconciles()
                 p.close_overdue_releases()
                 Poller(p.config, p.r, submit=p.submit).tick()
                 janitor.tick()

@@ -126,6 +126,30 @@ def test_a_burst_of_sync_requests_coalesces_into_one_sync(stack, redis_client, t
     assert synced == ["staging", "staging"]
 
 
+def test_the_periodic_reconcile_asks_once_per_interval_across_workers_in_one_round_trip(
+        stack, redis_client, tmp_path, monkeypatch) -> None:
+    import redis
+
+    envs = [{"name": f"env-{i}", "git": {"url": "http://127.0.0.1:1/m.git"}, "reconcile_interval": 60}
+            for i in range(50)]
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url}, "environments": envs})
+    queued: list[tuple[str, ...]] = []
+    workers = [Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg)) for _ in range(2)]
+    assert workers[0].request_due_reconciles() == [f"env-{i}" for i in range(50)]
+    round_trips: list[str] = []
+    real_command, real_execute = redis.Redis.execute_command, redis.client.Pipeline.execute
+    monkeypatch.setattr(redis.Redis, "execute_command",
+                        lambda self, *a, **k: round_trips.append(str(a[0])) or real_command(self, *a, **k))
+    monkeypatch.setattr(redis.client.Pipeline, "execute",
+                        lambda self, *a, **k: round_trips.append("pipeline") or real_execute(self, *a, **k))
+    assert workers[1].request_due_reconciles() == [], "the other worker's tick within the interval asks for none"
+    assert workers[0].request_due_reconciles() == []
+    assert round_trips == ["pipeline", "pipeline"], "a tick is one round trip, whatever the number of environments"
+    assert sorted(m[2] for m in queued if m[1] == "sync_env") == sorted(f"env-{i}" for i in range(50))
+    redis_client.delete("shipline:reconcile:env-7")  # its interval passed
+    assert workers[1].request_due_reconciles() == ["env-7"]
+
+
 def test_every_drift_seen_after_the_last_sync_gets_a_sync(stack, redis_client, tmp_path, monkeypatch) -> None:
     """Two edits a second apart, the first corrected in between: both are synced (none is lost to a
     time window); a sighting while a drift sync is still queued adds nothing."""
