@@ -411,10 +411,17 @@ class Pipeline:
             return covered() or self._later_sync_waits(env.name, request)
 
         with self.lock(f"sync:{env.name}", unless=covered_or_later_waits) as lock:
-            if lock is None or covered():
+            if lock is None:
                 return None
-            upto = int(self.r.get(f"shipline:sync:req:{env.name}") or request)
-            event_ids = sorted(self.r.smembers(events_key))
+            with self.r.pipeline(transaction=False) as reads:  # one round trip: a fleet syncs often
+                reads.get(done_key)
+                reads.get(f"shipline:sync:req:{env.name}")
+                reads.smembers(events_key)
+                done, requested, pending = reads.execute()
+            if int(done or 0) >= request:
+                return None
+            upto = int(requested or request)
+            event_ids = sorted(pending)
             try:
                 result = self._sync_now(env)
             finally:  # the stored result, success or SyncFailed: lead time and notifications

@@ -126,6 +126,30 @@ def test_a_burst_of_sync_requests_coalesces_into_one_sync(stack, redis_client, t
     assert synced == ["staging", "staging"]
 
 
+def test_a_job_that_gets_the_lock_after_a_sync_covered_it_does_not_sync_again(stack, redis_client, tmp_path,
+                                                                             monkeypatch) -> None:
+    """The holder may cover a waiting job and release between the waiter's last look and its
+    acquire: the waiter checks again under the lock. Here the look before the lock is skipped."""
+    from handlers.sync.health import HEALTHY
+    from handlers.sync.reconcile import SyncResult
+    from service.pipeline import leased_lock
+
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
+                           "environments": [{"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}}]})
+    queued: list[tuple[str, ...]] = []
+    pipeline = Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg))
+    synced: list[str] = []
+    monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: synced.append(env.name) or
+                        SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
+    pipeline.request_sync("staging")
+    pipeline.request_sync("staging")
+    first, second = (int(m[3]) for m in queued if m[1] == "sync_env")
+    assert pipeline.sync("staging", second) is not None  # covers the first request too
+    monkeypatch.setattr(Pipeline, "lock", lambda self, name, unless=None: leased_lock(self.r, f"shipline:lock:{name}"))
+    assert pipeline.sync("staging", first) is None
+    assert synced == ["staging"]
+
+
 def test_the_periodic_reconcile_asks_once_per_interval_across_workers_in_one_round_trip(
         stack, redis_client, tmp_path, monkeypatch) -> None:
     import redis
