@@ -27,7 +27,11 @@ class EnvironmentStatusStore:
         self.r.set(KEY + name, json.dumps({**status, "name": name, "updated": time.time()}))
 
     def get(self, name: str) -> dict[str, Any]:
-        raw = self.r.get(KEY + name)
+        return self.decode(name, self.r.get(KEY + name))
+
+    @staticmethod
+    def decode(name: str, raw: str | bytes | None) -> dict[str, Any]:
+        """The status stored at ``KEY + name`` (``raw``, read by the caller), or an unknown one."""
         return json.loads(raw) if raw else {"name": name, "health": "Unknown", "revision": None}
 
     def note_drift(self, name: str, what: str) -> None:

@@ -26,9 +26,16 @@ class FlapGuard:
     def __init__(self, r: Any) -> None:
         self.r = r
 
+    @staticmethod
+    def pause_key(env: EnvironmentConfig) -> str:
+        return _paused(env.name)
+
     def paused(self, env: EnvironmentConfig, revision: str) -> str | None:
         """Why correction is paused for ``env`` at ``revision``, or None (a new revision resumes it)."""
-        raw = self.r.get(_paused(env.name))
+        return self.paused_as_read(env, revision, self.r.get(_paused(env.name)))
+
+    def paused_as_read(self, env: EnvironmentConfig, revision: str, raw: str | bytes | None) -> str | None:
+        """``paused``, given the value of ``pause_key(env)`` the caller read."""
         if not raw:
             return None
         pause = json.loads(raw)

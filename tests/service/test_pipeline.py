@@ -628,3 +628,39 @@ def test_a_bump_given_up_half_way_leaves_the_rest_pending_for_its_redelivery(sta
         assert failed.status == "failed" and "connection refused" in failed.outcome
         assert [(s["stage"], s["status"]) for s in failed.steps] == [("bump", "failed")]
     assert not redis_client.smembers("shipline:bump:pending:staging")
+
+
+def test_a_sync_reads_the_flap_pause_and_the_pushed_head_it_is_given(stack, redis_client, tmp_path,
+                                                                     monkeypatch) -> None:
+    """While the flap guard pauses correction at the environment's revision, the sync only reports
+    drift, and the status says why; the head Shipline pushed last reaches the head read."""
+    import json
+
+    from handlers.sync.health import HEALTHY
+    from handlers.sync.reconcile import SyncResult
+    from service.environments import EnvironmentStatusStore
+
+    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
+                           "environments": [{"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}}]})
+    queued: list[tuple[str, ...]] = []
+    pipeline = Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg))
+    calls: list[dict[str, object]] = []
+
+    def sync_now(env, state_dir, *, correct_drift=None, pushed=None):  # noqa: ANN001, ANN202
+        calls.append({"correct_drift": correct_drift, "pushed": pushed})
+        return SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1)
+
+    monkeypatch.setattr("service.pipeline.sync_now", sync_now)
+    statuses = EnvironmentStatusStore(redis_client)
+
+    def sync() -> dict[str, object]:
+        pipeline.request_sync("staging")
+        pipeline.sync("staging", int(queued[-1][3]))
+        return statuses.get("staging")
+
+    assert sync()["drift_paused"] == ""
+    reason = "drift of apps/v1/Deployment/web corrected 3 times in 600s"
+    redis_client.set("shipline:drift:paused:staging", json.dumps({"reason": reason, "revision": "c0ffee"}))
+    redis_client.set("shipline:pushed:http://127.0.0.1:1/m.git:main", "b" * 40)  # Shipline pushed it
+    assert sync()["drift_paused"] == reason
+    assert calls == [{"correct_drift": None, "pushed": None}, {"correct_drift": False, "pushed": "b" * 40}]
