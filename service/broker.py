@@ -8,12 +8,13 @@ Why these numbers (dramatiq 2.2 ``brokers/redis.py`` and ``redis/dispatch.lua``)
 - ``MAINTENANCE_CHANCE``: per million broker commands (``ack``/``nack`` excluded), how many also
   run that requeue sweep, for *the command's queue only*. Each worker process polls each queue with
   ``fetch`` when idle, so a restarted idle worker triggers the sweep itself; no new traffic is
-  needed. At 250_000 (25 %) the wait for a sweep after the heartbeat timeout is geometric: mean 4
-  polls, p99 16 polls (8 s at the 500 ms idle poll below; 16 s even at dramatiq's default 1 s). A
-  ``kill -9``-ed worker's message is thus requeued within 15 s + 16 s of the kill at worst:
-  ``REDELIVERY_BOUND_SECONDS`` (45) keeps a margin for a loaded machine. Measured by
-  ``tests/chaos/test_kill_worker.py``: 15-17 s (1 s polls), 15 s (100 ms polls). A sweep costs two
-  sorted-set reads, plus a ``KEYS`` scan only while a dead worker is still listed.
+  needed. At 500_000 (50 %) the wait for a sweep after the heartbeat timeout is geometric: mean 2
+  polls, p99 7 polls (14 s at the 2 s idle poll below). A ``kill -9``-ed worker's message is thus
+  requeued within 15 s + 14 s of the kill at worst: ``REDELIVERY_BOUND_SECONDS`` (45) keeps a
+  margin for a loaded machine. Measured by ``tests/chaos/test_kill_worker.py``: 15-17 s (25 %, 1 s
+  polls), 15 s (25 %, 100 ms polls). A sweep costs two sorted-set reads, plus a ``KEYS`` scan only
+  while a dead worker is still listed: at 50 % of the polls after cutting them fourfold, fewer
+  sweeps than before.
 - Locks held by a killed worker are leases (``service.pipeline.LOCK_TIMEOUT_SECONDS``, 20 s), so
   they are free by the time its job is redelivered.
 - Retries: ``MAX_RETRIES`` attempts with exponential backoff from 1 s to 5 min (the config's
@@ -23,8 +24,13 @@ Why these numbers (dramatiq 2.2 ``brokers/redis.py`` and ``redis/dispatch.lua``)
 - ``WORKER_IDLE_POLL_MS``: a consumer whose messages are still being worked on backs off to at
   most this between fetches (dramatiq's default is 1 s): its next fetch waits for capacity, and an
   ack wakes nobody. ``IDLE_WAKEABLE_POLL_MS``: a consumer with nothing out backs off to at most
-  this, since a new message wakes it (below); each poll also runs the requeue sweep above with its
-  25 % chance, so p99 16 polls = 8 s after the heartbeat timeout, inside ``REDELIVERY_BOUND_SECONDS``.
+  this, since a new message wakes it (below), a delayed one (a retry) included; each poll also
+  runs the requeue sweep above with its 50 % chance, so p99 7 polls = 14 s after the heartbeat
+  timeout, inside ``REDELIVERY_BOUND_SECONDS``. At rest these polls were the worker's floor: a
+  py-spy ``--gil`` profile of a worker with no environment put 55 % of its samples in ``fetch``
+  (22 a second over 4 queues and their delay queues at a 500 ms cap) and 21 % in worker threads
+  waking from dramatiq's ``worker_timeout`` (``WORKER_THREAD_POLL_MS``: only how soon an idle
+  thread notices a shutdown, as a new message wakes it at once; it was the 100 ms above).
 - Stranded messages (``RecoveringRedisBroker``): dramatiq's ``fetch`` moves ids into this worker's
   ack set inside Redis; if the reply is lost (Redis killed, a partition, a socket timeout) the
   worker never sees them, and as its heartbeat stays fresh no sweep ever requeues them. So every
@@ -48,8 +54,9 @@ Why these numbers (dramatiq 2.2 ``brokers/redis.py`` and ``redis/dispatch.lua``)
   With threads free, the order never matters.
 - Wake-ups: between fetches an idle consumer waits on its queue's pub/sub channel
   (``service.store.wake_channel``) instead of sleeping, and every enqueue (the receiver's hand-off
-  and ``enqueue`` here) publishes there, so a hop between stages costs a round trip, not half a
-  poll on average (~40 ms at 100 ms polls, paid at every hop of a release). Only a hint: a lost
+  and ``enqueue`` here, a delayed one to its delay queue's channel) publishes there, so a hop
+  between stages costs a round trip, not half a poll on average (~40 ms at 100 ms polls, paid at
+  every hop of a release), and a retry reaches its delay queue's consumer at once. Only a hint: a lost
   wake-up (none subscribed, Redis restarting) leaves the poll above, which is unchanged, as is the
   heartbeat it keeps.
 """
@@ -73,14 +80,15 @@ from service.chunks import chunks
 from service.store import wake_channel
 
 HEARTBEAT_TIMEOUT_MS = 15_000
-MAINTENANCE_CHANCE = 250_000
+MAINTENANCE_CHANCE = 500_000
 REDELIVERY_BOUND_SECONDS = 45
 MAX_RETRIES = 5
 MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 300_000
 TIME_LIMIT_MS = 3_600_000
 WORKER_IDLE_POLL_MS = 100
-IDLE_WAKEABLE_POLL_MS = 500
+IDLE_WAKEABLE_POLL_MS = 2_000
+WORKER_THREAD_POLL_MS = 1_000
 SOCKET_TIMEOUT_SECONDS = 5
 SOCKET_CONNECT_TIMEOUT_SECONDS = 2
 RECONNECT_REQUEUE_BOUND_SECONDS = 10
@@ -166,12 +174,12 @@ class RecoveringRedisBroker(RedisBroker):
         return RecoveringConsumer
 
     def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
-        """dramatiq's enqueue, then a wake-up for the queue's idle consumers (not for a delayed
-        message: its delay queue's consumer moves it, through here, when it is due)."""
+        """dramatiq's enqueue, then a wake-up for the idle consumers of the queue it went to (a
+        delayed message to the delay queue, whose consumer holds it until it is due and then moves
+        it, through here, to its queue)."""
         enqueued = super().enqueue(message, delay=delay)
-        if delay is None:
-            with contextlib.suppress(redis.RedisError):  # the message is queued: a consumer's next poll finds it
-                self.client.publish(wake_channel(f"{self.namespace}:{message.queue_name}"), "")
+        with contextlib.suppress(redis.RedisError):  # the message is queued: a consumer's next poll finds it
+            self.client.publish(wake_channel(f"{self.namespace}:{enqueued.queue_name}"), "")
         return enqueued
 
     def requeue_stranded(self, queue: str) -> int:
@@ -234,13 +242,12 @@ class RecoveringConsumer(_RedisConsumer):
     def _idle(self) -> None:
         """Dramatiq's idle backoff, cut short by a wake-up: up to ``WORKER_IDLE_POLL_MS`` while
         messages are out (the next fetch waits for an ack, which wakes nobody), up to
-        ``IDLE_WAKEABLE_POLL_MS`` when none is (new ones wake it)."""
-        cap = self.idle_timeout if self.outstanding_message_count else max(self.idle_timeout, IDLE_WAKEABLE_POLL_MS)
+        ``IDLE_WAKEABLE_POLL_MS`` (or dramatiq's ``worker_timeout``, if longer) when none is (new
+        ones wake it)."""
+        cap = (min(self.idle_timeout, WORKER_IDLE_POLL_MS) if self.outstanding_message_count
+               else max(self.idle_timeout, IDLE_WAKEABLE_POLL_MS))
         self.idle_misses, backoff_ms = compute_backoff(self.idle_misses, max_backoff=cap)
         started = time.monotonic()
-        if self.queue_name.endswith(".DQ"):  # a delay queue is never woken: its messages wait for their time
-            time.sleep(backoff_ms / 1000)
-            return
         try:
             if self.wakeups is None:
                 self.wakeups = self.broker.client.pubsub(ignore_subscribe_messages=True)

@@ -21,8 +21,8 @@ app.add_typer(dev, name="dev")
 app.add_typer(config_cli, name="config")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="shipline.yaml (or $SHIPLINE_CONFIG)")]
-DRAMATIQ_IDLE_POLL_MS = "100"
-"""= ``service.broker.WORKER_IDLE_POLL_MS``, kept here because importing the broker loads dramatiq."""
+DRAMATIQ_WORKER_TIMEOUT_MS = "1000"
+"""= ``service.broker.WORKER_THREAD_POLL_MS``, kept here because importing the broker loads dramatiq."""
 StateOpt = Annotated[Path | None, typer.Option("--state-dir", help="dev stack state (or $SHIPLINE_STATE_DIR)")]
 
 
@@ -88,8 +88,8 @@ def serve(config: ConfigOpt = None, host: str | None = None, port: int | None = 
 def worker(config: ConfigOpt = None, processes: int = 1, threads: int = 4, log_format: str = "auto") -> None:
     """Run the actor workers (build, bump, sync) on dramatiq; their metrics on
     ``server.worker_metrics_port``; logs as ``serve`` (JSON unless on a terminal)."""
-    # dramatiq reads its idle poll when first imported, so this must come before any dramatiq import
-    os.environ.setdefault("dramatiq_worker_timeout", DRAMATIQ_IDLE_POLL_MS)
+    # dramatiq reads its worker_timeout when first imported, so this must come before any dramatiq import
+    os.environ.setdefault("dramatiq_worker_timeout", DRAMATIQ_WORKER_TIMEOUT_MS)
     from dramatiq.cli import main as dramatiq_main
 
     from service.workermetrics import serve_worker_metrics

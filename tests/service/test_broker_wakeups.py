@@ -66,6 +66,17 @@ def test_a_message_enqueued_to_a_backed_off_consumer_runs_at_once(idle: Idle) ->
         assert idle.wait(f"ev-{n}") - sent < 0.5, "found by the next poll, not woken"
 
 
+def test_a_delayed_message_wakes_its_delay_queue_and_runs_when_due(idle: Idle) -> None:
+    """A retry goes to the delay queue, whose idle consumer backs off as long as any other: woken,
+    it takes the message at once and moves it when due, instead of on its next poll."""
+    for n in range(3):
+        time.sleep(BACKED_OFF_SECONDS)
+        sent = time.monotonic()
+        idle.actor.send_with_options(args=(f"ev-later-{n}",), delay=300)
+        waited = idle.wait(f"ev-later-{n}") - sent
+        assert 0.3 <= waited < 0.8, f"ran {waited:.2f} s after it was sent, its delay 0.3 s"
+
+
 def test_the_receivers_hand_off_wakes_the_consumer_too(idle: Idle, stack: Stack) -> None:
     async def hand_off(n: int) -> str:
         log = AsyncEventLog(stack.redis.url, Retention())

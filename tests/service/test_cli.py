@@ -99,12 +99,12 @@ def test_config_check_says_what_would_happen(served) -> None:
     assert "render=kluctl target=production " in done.stdout
 
 
-def test_the_worker_polls_idle_queues_as_often_as_the_broker_says() -> None:
+def test_the_worker_threads_wait_as_long_as_the_broker_says() -> None:
     import service.cli
-    from service.broker import WORKER_IDLE_POLL_MS
+    from service.broker import WORKER_THREAD_POLL_MS
 
-    assert str(WORKER_IDLE_POLL_MS) == service.cli.DRAMATIQ_IDLE_POLL_MS
+    assert str(WORKER_THREAD_POLL_MS) == service.cli.DRAMATIQ_WORKER_TIMEOUT_MS
     probe = ("import os, service.cli; os.environ.setdefault('dramatiq_worker_timeout', "
-             "service.cli.DRAMATIQ_IDLE_POLL_MS); import dramatiq.worker as w; print(w.WORKER_TIMEOUT)")
+             "service.cli.DRAMATIQ_WORKER_TIMEOUT_MS); import dramatiq.worker as w; print(w.WORKER_TIMEOUT)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == str(WORKER_IDLE_POLL_MS)
+    assert done.stdout.strip() == str(WORKER_THREAD_POLL_MS)
