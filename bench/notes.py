@@ -79,7 +79,9 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "two object ids from one `git rev-parse`; the change check is one `merge-base` for the usual push; "
         "each image builds from a kept checkout of its context that `git read-tree` moves by the files that "
         "changed (a whole export wrote every file: 60-80 ms for 119 files on this disk); the storage is "
-        "pruned to each image's newest builds (the build cache section).",
+        "pruned to each image's newest builds (the build cache section); `bud` and `push` start through "
+        "util-linux's `setpriv --pdeathsig` rather than a Python `preexec_fn`, which made `subprocess` fork "
+        "the whole worker (its page tables) instead of vfork-ing it.",
         "What remains (the profile and the split above): Shipline's own steps, most of them the mirror "
         "fetch (two HTTP requests to the git server, each a `git http-backend` there, which the plain build "
         "from a local directory never makes), then a few git processes (commit facts, merge-base, diff, key, "
