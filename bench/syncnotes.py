@@ -117,12 +117,11 @@ def scale_notes(section: Section) -> list[str]:
 
     return [facts + ".",
             "What a no-op reconcile still does (py-spy `--gil` of the worker under a 30-environment fleet): its "
-            "dramatiq message, a dozen Redis round trips (the sync's lease, the environment's status, the flap "
-            "guard, the coverage checks), the inventory's GET and parse, and a `git ls-remote` shared by the "
-            f"environments that sync within {HEAD_TTL_SECONDS:g} s of each other. To close: those round trips as "
-            "one Lua call, the "
-            "inventory from the watch cache, the head read shared for longer when a webhook or Shipline's own "
-            "push names the newest commit."]
+            "dramatiq message (enqueue, fetch, ack), about ten Redis round trips (the sync's lease, the coverage "
+            "checks, the environment's status and flap guard, the done counter), the inventory's GET and parse, "
+            f"and a `git ls-remote` shared by the environments that sync within {HEAD_TTL_SECONDS:g} s of each "
+            "other. To close: those round trips as one Lua call, the inventory from the watch cache, the head "
+            "read shared for longer when a webhook or Shipline's own push names the newest commit."]
 
 
 COMPUTED: dict[str, Any] = {"sync": sync_notes, "drift": drift_notes, "scale": scale_notes}
