@@ -105,17 +105,28 @@ def test_a_following_environment_gets_the_images_once_its_leader_is_healthy(stac
     assert [m[:3] for m in queued if m[1] == "bump_env"] == [("bump", "bump_env", "production")]
 
 
-def test_a_burst_of_sync_requests_coalesces_into_one_sync(stack, redis_client, tmp_path, monkeypatch) -> None:
+def staging_pipeline(stack, redis_client, tmp_path) -> tuple[Pipeline, list[tuple[str, ...]]]:  # noqa: ANN001
+    """A pipeline with one environment, ``staging``, and the list its messages are queued to."""
     config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
                            "environments": [{"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}}]})
     queued: list[tuple[str, ...]] = []
-    pipeline = Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg))
-    synced: list[str] = []
+    return Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg)), queued
+
+
+def stub_syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each sync's work replaced by a Healthy result at ``c0ffee``; the environments it was asked for."""
     from handlers.sync.health import HEALTHY
     from handlers.sync.reconcile import SyncResult
 
+    synced: list[str] = []
     monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: synced.append(env.name) or
                         SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
+    return synced
+
+
+def test_a_burst_of_sync_requests_coalesces_into_one_sync(stack, redis_client, tmp_path, monkeypatch) -> None:
+    pipeline, queued = staging_pipeline(stack, redis_client, tmp_path)
+    synced = stub_syncs(monkeypatch)
     for _ in range(5):
         pipeline.request_sync("staging")
     results = [pipeline.sync(m[2], int(m[3])) for m in queued if m[1] == "sync_env"]
@@ -130,17 +141,10 @@ def test_a_job_that_gets_the_lock_after_a_sync_covered_it_does_not_sync_again(st
                                                                              monkeypatch) -> None:
     """The holder may cover a waiting job and release between the waiter's last look and its
     acquire: the waiter checks again under the lock. Here the look before the lock is skipped."""
-    from handlers.sync.health import HEALTHY
-    from handlers.sync.reconcile import SyncResult
     from service.pipeline import leased_lock
 
-    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
-                           "environments": [{"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}}]})
-    queued: list[tuple[str, ...]] = []
-    pipeline = Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg))
-    synced: list[str] = []
-    monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: synced.append(env.name) or
-                        SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
+    pipeline, queued = staging_pipeline(stack, redis_client, tmp_path)
+    synced = stub_syncs(monkeypatch)
     pipeline.request_sync("staging")
     pipeline.request_sync("staging")
     first, second = (int(m[3]) for m in queued if m[1] == "sync_env")
@@ -177,16 +181,8 @@ def test_the_periodic_reconcile_asks_once_per_interval_across_workers_in_one_rou
 def test_every_drift_seen_after_the_last_sync_gets_a_sync(stack, redis_client, tmp_path, monkeypatch) -> None:
     """Two edits a second apart, the first corrected in between: both are synced (none is lost to a
     time window); a sighting while a drift sync is still queued adds nothing."""
-    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
-                           "environments": [{"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}}]})
-    queued: list[tuple[str, ...]] = []
-    pipeline = Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg))
-    synced: list[str] = []
-    from handlers.sync.health import HEALTHY
-    from handlers.sync.reconcile import SyncResult
-
-    monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: synced.append(env.name) or
-                        SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
+    pipeline, queued = staging_pipeline(stack, redis_client, tmp_path)
+    synced = stub_syncs(monkeypatch)
 
     assert pipeline.drift_seen("staging", "Deployment/a changed")
     assert not pipeline.drift_seen("staging", "Deployment/a changed"), "its sync is still queued"
@@ -492,14 +488,9 @@ def test_a_sync_that_dies_while_reporting_finishes_its_events_when_retried(stack
     job, and the retry must not find itself covered and leave the push unfinished for good."""
     import redis as redis_lib
 
-    from handlers.sync.health import HEALTHY
-    from handlers.sync.reconcile import SyncResult
-
     pipeline, queued = manifests_staging(stack, redis_client, tmp_path)
     store = pipeline.store
-    synced: list[str] = []
-    monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: synced.append(env.name) or
-                        SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
+    synced = stub_syncs(monkeypatch)
     pushed = record(store, MANIFESTS_URL, "1" * 40, "2" * 40)
     pipeline.process_event(pushed)
     assert store.get(pushed).status == "running"
@@ -530,13 +521,11 @@ def test_a_report_cut_short_leaves_the_retry_only_what_it_had_not_reported(stack
     import redis as redis_lib
 
     import service.pipeline as pipeline_module
-    from handlers.sync.health import HEALTHY
-    from handlers.sync.reconcile import SyncResult
 
     monkeypatch.setattr(pipeline_module, "REPORT_CHUNK", 2)
     pipeline, queued = manifests_staging(stack, redis_client, tmp_path)
     store = pipeline.store
-    monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
+    stub_syncs(monkeypatch)
     pushes = [record(store, MANIFESTS_URL, f"{n}" * 40, f"{n + 1}" * 40) for n in range(1, 6)]
     for pushed in pushes:
         pipeline.process_event(pushed)
@@ -568,13 +557,11 @@ def test_a_sync_covering_thousands_of_events_reads_them_a_chunk_per_round_trip(s
     """After a backlog one sync covers tens of thousands of events. Its lead times and its report
     read and write them a chunk per round trip: one read each (the 30-minute soak) outlasted the
     time between faults, and the retry began again from the first."""
-    from handlers.sync.health import HEALTHY
-    from handlers.sync.reconcile import SyncResult
     from service.environments import EnvironmentStatusStore
 
     pipeline, _ = manifests_staging(stack, redis_client, tmp_path)
     store = pipeline.store
-    monkeypatch.setattr(Pipeline, "_sync_now", lambda self, env: SyncResult("c0ffee", (), (), 0, (), HEALTHY, (), 0.1))
+    stub_syncs(monkeypatch)
     EnvironmentStatusStore(redis_client).put("staging", {"health": "Healthy", "revision": "c0ffee"})
     covered = 3000
     pushes = [record(store, MANIFESTS_URL, "1" * 40, "2" * 40) for _ in range(covered)]
@@ -640,10 +627,7 @@ def test_a_sync_reads_the_flap_pause_and_the_pushed_head_it_is_given(stack, redi
     from handlers.sync.reconcile import SyncResult
     from service.environments import EnvironmentStatusStore
 
-    config = parse_config({"state_dir": str(tmp_path), "redis": {"url": stack.redis.url},
-                           "environments": [{"name": "staging", "git": {"url": "http://127.0.0.1:1/m.git"}}]})
-    queued: list[tuple[str, ...]] = []
-    pipeline = Pipeline(config, EventStore(redis_client), lambda *msg: queued.append(msg))
+    pipeline, queued = staging_pipeline(stack, redis_client, tmp_path)
     calls: list[dict[str, object]] = []
 
     def sync_now(env, state_dir, *, correct_drift=None, pushed=None):  # noqa: ANN001, ANN202
