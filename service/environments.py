@@ -23,15 +23,19 @@ class EnvironmentStatusStore:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
 
+    @staticmethod
+    def key(name: str) -> str:
+        return KEY + name
+
     def put(self, name: str, status: dict[str, Any]) -> None:
-        self.r.set(KEY + name, json.dumps({**status, "name": name, "updated": time.time()}))
+        self.r.set(self.key(name), json.dumps({**status, "name": name, "updated": time.time()}))
 
     def get(self, name: str) -> dict[str, Any]:
-        return self.decode(name, self.r.get(KEY + name))
+        return self.decode(name, self.r.get(self.key(name)))
 
     @staticmethod
     def decode(name: str, raw: str | bytes | None) -> dict[str, Any]:
-        """The status stored at ``KEY + name`` (``raw``, read by the caller), or an unknown one."""
+        """The status stored at ``key(name)`` (``raw``, read by the caller), or an unknown one."""
         return json.loads(raw) if raw else {"name": name, "health": "Unknown", "revision": None}
 
     def note_drift(self, name: str, what: str) -> None:

@@ -48,7 +48,6 @@ from service import metrics, notify, pullrequests, rollback
 from service.broker import QUEUE_BUILD, QUEUE_BUMP, QUEUE_EVENTS, QUEUE_SYNC
 from service.chunks import chunks
 from service.config import Config
-from service.environments import KEY as STATUS_KEY
 from service.environments import EnvironmentStatusStore
 from service.flapguard import FlapGuard
 from service.livestate import cluster_name
@@ -483,14 +482,14 @@ class Pipeline:
         started = time.monotonic()
         statuses = EnvironmentStatusStore(self.r)
         guard = FlapGuard(self.r)
-        status_raw, pause_raw, pushed = self.r.mget(f"{STATUS_KEY}{env.name}", guard.pause_key(env), _pushed_key(env))
+        status_raw, pause_raw, pushed = self.r.mget(statuses.key(env.name), guard.pause_key(env), _pushed_key(env))
         previous = statuses.decode(env.name, status_raw)
         paused = guard.paused_as_read(env, previous.get("revision") or "", pause_raw)
         try:
             result = sync_now(env, self.state_dir, correct_drift=False if paused else None, pushed=pushed)
         except Exception as exc:
             _observe("sync", started, "error")
-            statuses.put(env.name, {**statuses.get(env.name), "health": "SyncFailed",
+            statuses.put(env.name, {**previous, "health": "SyncFailed",  # read under this sync's lock
                                     "reason": f"{type(exc).__name__}: {exc}"[:2000], "last_sync": time.time()})
             raise
         _observe("sync", started, result.health.status)

@@ -648,3 +648,22 @@ def test_a_sync_reads_the_flap_pause_and_the_pushed_head_it_is_given(stack, redi
     redis_client.set("shipline:pushed:http://127.0.0.1:1/m.git:main", "b" * 40)  # Shipline pushed it
     assert sync()["drift_paused"] == reason
     assert calls == [{"correct_drift": None, "pushed": None}, {"correct_drift": False, "pushed": "b" * 40}]
+
+
+def test_a_failed_sync_stores_why_and_keeps_the_revision_it_had(stack, redis_client, tmp_path, monkeypatch) -> None:
+    from handlers.errors import TransientError
+    from service.environments import EnvironmentStatusStore
+
+    def sync_now(env, state_dir, *, correct_drift=None, pushed=None):  # noqa: ANN001, ANN202
+        raise TransientError("git ls-remote failed: connection refused")
+
+    monkeypatch.setattr("service.pipeline.sync_now", sync_now)
+    pipeline, queued = staging_pipeline(stack, redis_client, tmp_path)
+    statuses = EnvironmentStatusStore(redis_client)
+    statuses.put("staging", {"health": "Healthy", "revision": "c0ffee", "images": ["web:1"]})
+    pipeline.request_sync("staging")
+    with pytest.raises(TransientError):
+        pipeline.sync("staging", int(queued[-1][3]))
+    status = statuses.get("staging")
+    assert (status["health"], status["revision"], status["images"]) == ("SyncFailed", "c0ffee", ["web:1"])
+    assert status["reason"] == "TransientError: git ls-remote failed: connection refused"
