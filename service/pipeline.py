@@ -404,11 +404,11 @@ class Pipeline:
         env = self.config.environment(env_name)
         done_key, events_key = f"shipline:sync:done:{env.name}", f"shipline:sync:events:{env.name}"
 
-        def covered() -> bool:
-            return int(self.r.get(done_key) or 0) >= request
+        def covered(done: str | bytes | None) -> bool:
+            return int(done or 0) >= request
 
         def covered_or_later_waits() -> bool:
-            return covered() or self._later_sync_waits(env.name, request)
+            return covered(self.r.get(done_key)) or self._later_sync_waits(env.name, request)
 
         with self.lock(f"sync:{env.name}", unless=covered_or_later_waits) as lock:
             if lock is None:
@@ -418,7 +418,7 @@ class Pipeline:
                 reads.get(f"shipline:sync:req:{env.name}")
                 reads.smembers(events_key)
                 done, requested, pending = reads.execute()
-            if int(done or 0) >= request:
+            if covered(done):
                 return None
             upto = int(requested or request)
             event_ids = sorted(pending)
