@@ -111,7 +111,9 @@ def start_worker(log: Path, death_path: str = "setpriv") -> subprocess.Popen[byt
     """A stand-in worker process running one build; returns once the build printed its child."""
     worker = subprocess.Popen([sys.executable, "-c", WORKER, str(log), SCRIPT, death_path], cwd=REPO_ROOT)
     deadline = time.monotonic() + 10
-    while not (log.exists() and "started" in log.read_text() and any((log.parent / RUNNING_DIR).glob("*.json"))):
+    # the line itself: the log's first line, the command, names it too
+    while not (log.exists() and "started" in log.read_text().splitlines()
+               and any((log.parent / RUNNING_DIR).glob("*.json"))):
         assert time.monotonic() < deadline, "the build never started"
         time.sleep(0.05)
     return worker
