@@ -227,19 +227,6 @@ def paired(mine: list[float], theirs: list[float]) -> str:
     return f"{median(ratios):.3f}× [{ratios[0]:.2f}–{ratios[-1]:.2f}×]"
 
 
-def pkt_line(text: str) -> bytes:
-    data = text.encode()
-    return f"{len(data) + 4:04x}".encode() + data
-
-
-def upload_pack_request(want: str, have: str) -> bytes:
-    """A protocol v2 ``fetch`` of ``want`` by a client holding ``have``: the one request a fetch needs
-    when the client already knows the commit and that the server speaks v2."""
-    return (pkt_line("command=fetch\n") + b"0001" + pkt_line("thin-pack\n") + pkt_line("ofs-delta\n")
-            + pkt_line("no-progress\n") + pkt_line(f"want {want}\n") + pkt_line(f"have {have}\n")
-            + pkt_line("done\n") + b"0000")
-
-
 @dataclass(frozen=True)
 class FetchRounds:
     """Seconds per round: Shipline's mirror fetch of the pushed commit, and one v2 request for it."""
@@ -250,19 +237,20 @@ class FetchRounds:
 
 def fetch_floor(app: AppRepo, state: Path, rounds: int) -> FetchRounds:
     """What fetching the pushed commit costs, apart: Shipline's step (``Mirror.open`` for the one
-    commit: a ``git fetch`` of two HTTP requests, its helper processes, the objects written and
-    checked) against the least any builder that fetches its source pays this server (one
-    protocol v2 request over a kept connection, no process on the client, nothing written).
+    commit: one protocol v2 request, the objects written and checked by ``git unpack-objects
+    --strict``, the ref written) against the least any builder that fetches its source pays this
+    server (the same request from a client kept across rounds, nothing written).
     Each round pushes a one-line change and times both, each going first in turn."""
     import httpx
 
     from handlers.build.mirror import Mirror, Want
+    from handlers.build.packfetch import fetch_request
 
     def by_mirror(event: Any) -> None:
         Mirror.open(state_dir=state, name="floor", url=app.url, want=Want(event.after, event.ref))
 
     def by_request(event: Any) -> None:  # the mirror holds the push's parent: it was fetched last round
-        answer = client.post(f"{app.url}/git-upload-pack", content=upload_pack_request(event.after, event.before),
+        answer = client.post(f"{app.url}/git-upload-pack", content=fetch_request(event.after, [event.before]),
                              headers={"Git-Protocol": "version=2",
                                       "Content-Type": "application/x-git-upload-pack-request"})
         if answer.status_code != 200 or b"packfile" not in answer.content:
@@ -520,10 +508,10 @@ def bench(quick: bool = False) -> Section:
                 ("service-sized, Shipline (labels) / plain", service.ship, service.direct),
                 ("service-sized, Shipline (annotations) / plain", service.annotated, service.direct))) + ".",
         f"Source fetch, {len(fetch.mirror)} rounds after a warm-up, each a one-line push, each way going first "
-        "in turn: Shipline's mirror fetch (`git fetch origin +<sha>:<ref>`: two HTTP requests, "
-        "`git-remote-http`, `unpack-objects` and the connectivity check's `rev-list` on the client) "
+        "in turn: Shipline's mirror fetch (`handlers/build/packfetch.py`: one protocol v2 `fetch` request, "
+        "the pack streamed into `git unpack-objects --strict`, the ref written by GitPython) "
         + ", ".join(f"{x * 1000:.0f}" for x in fetch.mirror) + " ms; one protocol v2 `fetch` request for the "
-        "same commit over a kept connection (no client process, nothing written: the floor of any "
+        "same commit from a client kept across rounds (no client process, nothing written: the floor of any "
         "builder that fetches) " + ", ".join(f"{x * 1000:.0f}" for x in fetch.request) + " ms. The build "
         f"target allows {allowance * 1000:.0f} ms ({(TARGET_RATIO - 1) * 100:.0f} % of the plain median) for "
         f"everything Shipline adds; the floor alone takes {fr / allowance * 100:.0f} % of that, Shipline's fetch "

@@ -6,9 +6,11 @@ goes to a temporary directory first and is renamed into place, so a half clone i
 
 A build that needs no tags (no ``{describe}``) opens the mirror for one ``Want``: nothing is
 fetched when the commit is already here (a retry, a replay), else only that commit, straight into
-the pushed ref (``fetch origin +<sha>:<ref>``: one request fewer than listing every ref, and
-nothing but that ref's new objects however many refs the remote has). Whatever that cannot do (the
-commit is no longer a branch tip, the server refuses unadvertised ids) falls back to the full fetch.
+the pushed ref: over http(s) in one request (``handlers.build.packfetch``: the ref tips offered as
+``have``, the ref written by GitPython), else, or when that answer is not a usable pack, by
+``git fetch origin +<sha>:<ref>`` (one request fewer than listing every ref, and nothing but that
+ref's new objects however many refs the remote has). Whatever that cannot do (the commit is no
+longer a branch tip, the server refuses unadvertised ids) falls back to the full fetch.
 That fetch skips git's automatic maintenance (``git maintenance run --auto``, a process of its own
 after every fetch, 4-9 ms of the fetch here): ``maintain_all`` runs it from the worker's idle tick,
 under the same lock, so loose objects and packs are still consolidated.
@@ -27,6 +29,7 @@ before, a repository's ``* text eol=crlf`` turned every LF of the export into CR
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -39,8 +42,11 @@ import git
 
 from handlers.build.errors import CommitNotFound, GitUnavailable
 from handlers.build.filelock import flocked
+from handlers.build.packfetch import DEFAULT_UNPACK_LIMIT, Fetch, Outcome, fetch_objects
 from handlers.errors import PermanentError
 from handlers.validate import validate_clone_url, validate_ref, validate_relpath, validate_sha
+
+log = logging.getLogger("shipline.build")
 
 GIT_TIMEOUT_SECONDS = 600
 """Clone/fetch/archive limit; past it the git process is killed and the call is transient."""
@@ -97,6 +103,14 @@ class Mirror:
         sha, ref = validate_sha(want.sha), validate_ref(want.ref)
         if self._loose(sha):
             return True
+        fetched = self._fetch_in_one_request(sha, ref)
+        if fetched.outcome is Outcome.FETCHED:
+            return True
+        if fetched.outcome is Outcome.UNREACHABLE:
+            log.warning("mirror %s: the server did not answer (%s)", self.path.name, fetched.why)
+            return self.has_commit(sha)
+        log.info("mirror %s: one-request fetch of %s not used (%s); git fetch instead", self.path.name, sha[:12],
+                 fetched.why)
         try:
             self.repo.git.execute(["git", "-c", "maintenance.auto=false", "fetch", "--no-tags",
                                    "--no-write-fetch-head", "origin", f"+{sha}:{ref}"],
@@ -104,6 +118,43 @@ class Mirror:
         except git.GitCommandError:
             return self.has_commit(sha)
         return True
+
+    def _fetch_in_one_request(self, sha: str, ref: str) -> Fetch:
+        """``handlers.build.packfetch``, then ``ref`` moved to ``sha`` by GitPython (no process)."""
+        unpack_limit, refs_in_files = self._fetch_settings()
+        if not refs_in_files:
+            return Fetch(Outcome.UNSUPPORTED, "refs kept in a reftable")
+        fetched = fetch_objects(self.path, self.url, sha, self._tips(ref), unpack_limit=unpack_limit, env=GIT_ENV)
+        if fetched.outcome is Outcome.FETCHED and not (self._loose(sha) or self.has_commit(sha)):
+            # the server sent no such object (a pack of nothing: it took a have for the want)
+            return Fetch(Outcome.UNSUPPORTED, f"the pack did not hold {sha[:12]}")
+        if fetched.outcome is Outcome.FETCHED:
+            try:
+                git.Reference(self.repo, ref).set_object(git.Object(self.repo, bytes.fromhex(sha)))
+            except OSError as exc:  # a stale lock, a directory in the ref's way: git fetch will say which
+                return Fetch(Outcome.UNSUPPORTED, f"cannot write {ref}: {exc.strerror or exc}")
+        return fetched
+
+    def _tips(self, first: str) -> list[str]:
+        """The commits the mirror's refs name (``first``'s first), read from the ref files by GitPython:
+        what the server need not send. An unreadable ref is left out; it only costs a larger pack."""
+        tips: dict[str, None] = {}
+        for path in (first, *(r.path for r in git.Reference.iter_items(self.repo, common_path="refs"))):
+            with contextlib.suppress(ValueError, OSError):
+                tips[git.SymbolicReference.dereference_recursive(self.repo, path)] = None
+        return list(tips)
+
+    def _fetch_settings(self) -> tuple[int, bool]:
+        """git's own choice between loose objects and a kept pack (``fetch.unpackLimit``, else
+        ``transfer.unpackLimit``, else 100), and whether refs are files GitPython can write (not a
+        ``reftable`` repository)."""
+        limit = DEFAULT_UNPACK_LIMIT
+        with self.repo.config_reader() as config:
+            for section in ("transfer", "fetch"):
+                with contextlib.suppress(Exception):
+                    limit = int(config.get_value(section, "unpackLimit"))
+            storage = str(config.get_value("extensions", "refStorage", default="files")).lower()
+        return limit, storage == "files"
 
     def _loose(self, sha: str) -> bool:
         return (self.path / "objects" / sha[:2] / sha[2:]).is_file()

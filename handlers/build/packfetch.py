@@ -1,0 +1,198 @@
+"""One commit into a mirror in one HTTP request: git's protocol v2 ``fetch`` over smart HTTP.
+
+``git fetch origin +<sha>:<ref>`` costs a build 60-80 ms here, most of it not the transfer: git
+starts its ``git-remote-http`` helper, asks the server for its capabilities (one request), fetches
+(a second), unpacks in a child process and checks connectivity in another. A push's build knows
+what it wants, so this module sends the one ``fetch`` command straight away (``want <sha>``, the
+mirror's ref tips as ``have``, ``done``) on a connection kept across builds, streams the pack into
+``git unpack-objects --strict`` (``git index-pack --strict --fix-thin`` past ``fetch.unpackLimit``,
+as git itself chooses); the mirror then moves the ref (``Mirror``, by GitPython: no process).
+
+``--strict`` is the connectivity check: the objects are written only once everything they link to
+is in the pack or already here, so a ``have`` the mirror lacks or a short pack writes no commit and
+moves no ref. Anything this client does not expect (an answer that is not a v2 pack, an HTTP
+error, a server-side ``ERR``, a refused object) is ``UNSUPPORTED`` and the caller runs ``git
+fetch``, which speaks every protocol and knows the user's git config (credential helpers, proxies,
+CA files); a connection that fails or times out is ``UNREACHABLE``, which ``git fetch`` would be too.
+Only http(s) URLs are tried; credentials in the URL are sent as HTTP basic auth, as git sends them.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import struct
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import httpx
+
+from handlers.build.registry import verified_tls
+
+PACK_TIMEOUT = httpx.Timeout(600.0, connect=30.0)
+"""As long as the git processes may run (``mirror.GIT_TIMEOUT_SECONDS``); connecting gets less."""
+DEFAULT_UNPACK_LIMIT = 100
+"""git's default ``fetch.unpackLimit``: a pack with fewer objects is unpacked into loose objects."""
+MAX_HAVES = 256
+"""Ref tips offered as ``have``; the rest only make the server send a little more."""
+HEADERS = {
+    "Content-Type": "application/x-git-upload-pack-request",
+    "Accept": "application/x-git-upload-pack-result",
+    "Git-Protocol": "version=2",
+    "User-Agent": "git/shipline",
+}
+
+
+class Outcome(enum.Enum):
+    FETCHED = "fetched"
+    """The commit and everything it needs are in the mirror."""
+    UNSUPPORTED = "unsupported"
+    """Nothing usable came back; ``git fetch`` may still get it."""
+    UNREACHABLE = "unreachable"
+    """No answer from the server at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    outcome: Outcome
+    why: str = ""
+    """For anything but ``FETCHED``: what went wrong, without the URL (it may carry a token)."""
+
+
+class _Refused(Exception):
+    """The answer was not a v2 pack this client can use."""
+
+
+def fetch_objects(git_dir: Path, url: str, sha: str, haves: Sequence[str], *, unpack_limit: int,
+                  env: dict[str, str]) -> Fetch:
+    """Fetch the commit ``sha`` (40 hex digits) and everything it needs from ``url`` into ``git_dir``;
+    moving a ref to it is the caller's (``Mirror``). The caller holds the mirror's lock and has
+    validated ``sha``; ``env`` is added to the git processes' environment."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or len(sha) != 40:
+        return Fetch(Outcome.UNSUPPORTED, "not an http(s) URL with a SHA-1 commit id")
+    # credentials leave the URL for the Authorization header, so no URL that is logged carries them
+    auth = httpx.BasicAuth(unquote(parts.username or ""), unquote(parts.password or "")) if parts.username else None
+    endpoint = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], path=parts.path.rstrip("/")
+                                         + "/git-upload-pack"))
+    body = fetch_request(sha, haves[:MAX_HAVES])
+    try:
+        with _client().stream("POST", endpoint, content=body, headers=HEADERS, auth=auth) as answer:
+            kind = answer.headers.get("content-type", "")
+            if answer.status_code != 200 or not kind.startswith("application/x-git-upload-pack-result"):
+                return Fetch(Outcome.UNSUPPORTED, f"HTTP {answer.status_code} {kind or 'without a content type'}")
+            _store(git_dir, _pack_data(_packets(answer.iter_bytes())), unpack_limit, env)
+    except httpx.TransportError as exc:
+        return Fetch(Outcome.UNREACHABLE, type(exc).__name__)
+    except _Refused as exc:
+        return Fetch(Outcome.UNSUPPORTED, str(exc))
+    return Fetch(Outcome.FETCHED)
+
+
+def fetch_request(sha: str, haves: Iterable[str]) -> bytes:
+    """The v2 ``fetch`` command for ``sha``, the client holding ``haves``, negotiation done at once."""
+    lines = [b"command=fetch\n", b"agent=git/shipline\n", None, b"thin-pack\n", b"no-progress\n", b"ofs-delta\n",
+             b"want %s\n" % sha.encode(), *(b"have %s\n" % h.encode() for h in haves), b"done\n"]
+    return b"".join(b"0001" if line is None else pkt_line(line) for line in lines) + b"0000"
+
+
+def pkt_line(payload: bytes) -> bytes:
+    return b"%04x" % (len(payload) + 4) + payload
+
+
+def _packets(chunks: Iterable[bytes]) -> Iterator[bytes | None]:
+    """The pkt-lines of a byte stream: each payload, or None for a flush/delimiter packet."""
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        while len(buffer) >= 4:
+            try:
+                size = int(buffer[:4], 16)
+            except ValueError:
+                raise _Refused("not a pkt-line") from None
+            if size < 4:
+                del buffer[:4]
+                yield None
+                continue
+            if len(buffer) < size:
+                break
+            payload = bytes(buffer[4:size])
+            del buffer[:size]
+            yield payload
+    if buffer:
+        raise _Refused("the answer ended inside a packet")
+
+
+def _pack_data(packets: Iterator[bytes | None]) -> Iterator[bytes]:
+    """The pack's bytes from the ``packfile`` section (side-band channel 1); the sections before it
+    (none are asked for) are skipped, channel 2 (progress) is dropped, channel 3 or ``ERR`` refuses."""
+    for packet in packets:
+        if packet is not None and packet.startswith(b"ERR "):
+            raise _Refused(f"the server refused: {_said(packet[4:])}")
+        if packet == b"packfile\n":
+            break
+    else:
+        raise _Refused("no packfile section")
+    for packet in packets:
+        if packet is None:
+            return
+        band, data = packet[:1], packet[1:]
+        if band == b"\x01":
+            yield data
+        elif band == b"\x03":
+            raise _Refused(f"the server failed while sending the pack: {_said(data)}")
+    raise _Refused("the pack was not finished")
+
+
+def _said(message: bytes) -> str:
+    return message.decode(errors="replace").strip()[:300]
+
+
+def _store(git_dir: Path, data: Iterator[bytes], unpack_limit: int, env: dict[str, str]) -> None:
+    """Unpack (few objects) or index (many) the pack, as ``git fetch`` chooses, both ``--strict``."""
+    head = bytearray()
+    for chunk in data:
+        head += chunk
+        if len(head) >= 12:
+            break
+    if len(head) < 12 or head[:4] != b"PACK":
+        raise _Refused("not a pack")
+    (count,) = struct.unpack(">I", head[8:12])
+    argv = (["unpack-objects", "-q", "--strict"] if count < unpack_limit
+            else ["index-pack", "--stdin", "--fix-thin", "--strict"])
+    with tempfile.TemporaryFile() as errors, subprocess.Popen(
+            ["git", "--git-dir", str(git_dir), *argv], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=errors, env={**os.environ, **env}) as git:
+        assert git.stdin is not None
+        try:
+            git.stdin.write(head)
+            for chunk in data:
+                git.stdin.write(chunk)
+            git.stdin.close()
+        except BrokenPipeError:
+            pass  # git stopped reading: its exit status says why
+        except BaseException:
+            git.kill()
+            raise
+        if git.wait(timeout=PACK_TIMEOUT.read) != 0:
+            errors.seek(0)
+            said = errors.read().decode(errors="replace").strip()[-300:]
+            raise _Refused(f"git {argv[0]} refused the pack: {said}")
+
+
+_client_lock = threading.Lock()
+_shared: httpx.Client | None = None
+
+
+def _client() -> httpx.Client:
+    """One client per process, so a build reuses the connection (and TLS session) of the last one."""
+    global _shared
+    with _client_lock:
+        if _shared is None:
+            _shared = httpx.Client(timeout=PACK_TIMEOUT, verify=verified_tls(), follow_redirects=False)
+        return _shared
