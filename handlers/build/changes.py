@@ -17,10 +17,18 @@ from handlers.globs import glob_regex, matches
 from handlers.settings import ImageBuildConfig
 from handlers.validate import validate_sha
 
-__all__ = ["ChangeDecision", "changed_images", "decide", "default_paths", "diff_paths", "dockerfile_path",
+__all__ = ["ChangeDecision", "ParentDiff", "changed_images", "decide", "default_paths", "diff_paths", "dockerfile_path",
            "glob_regex", "images_touched", "matches"]
 
 SHOWN_PATHS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ParentDiff:
+    """What a commit changed against its first parent, already read (``run.commit_facts``)."""
+
+    parent: str
+    paths: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +76,21 @@ def _shown(paths: Sequence[str]) -> str:
     return ", ".join(paths[:SHOWN_PATHS]) + (f" (+{more} more)" if more > 0 else "")
 
 
-def changed_images(mirror: Mirror, images: Sequence[ImageBuildConfig], event: GitPushed) -> ChangeDecision:
-    """Decide from the mirror; ``event.after`` must already be present (``Mirror.ensure_commit``)."""
+def changed_images(mirror: Mirror, images: Sequence[ImageBuildConfig], event: GitPushed,
+                   known: ParentDiff | None = None) -> ChangeDecision:
+    """Decide from the mirror; ``event.after`` must already be present (``Mirror.ensure_commit``).
+    ``known``: the pushed commit's diff against its first parent; when that parent is ``event.before``
+    (a push of one commit), it is the push's diff and git is asked nothing more."""
     everything = tuple(i.name for i in images)
-    whole = _builds_everything(mirror, event)
+    whole = _builds_everything(mirror, event, known)
     if whole:
         return ChangeDecision(everything, whole)
+    if known is not None and known.parent == event.before:
+        return decide(images, known.paths)
     return decide(images, diff_paths(mirror, event.before, event.after))
 
 
-def _builds_everything(mirror: Mirror, event: GitPushed) -> str | None:
+def _builds_everything(mirror: Mirror, event: GitPushed, known: ParentDiff | None) -> str | None:
     if event.is_tag:
         return f"tag push {event.short_ref}: every image builds"
     if event.created:
@@ -85,6 +98,8 @@ def _builds_everything(mirror: Mirror, event: GitPushed) -> str | None:
     if event.forced:
         return "force push: every image builds"
     before = validate_sha(event.before, field="before")
+    if known is not None and known.parent == before:  # a push of one commit: its parent
+        return None
     if _is_ancestor(mirror, before, event.after):  # the usual push: one git process decides
         return None
     if not mirror.has_commit(before):

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from handlers.build.backends import make_builder
 from handlers.build.builder import Builder, BuildSpec, GitSource
 from handlers.build.cache import BuildIndex, context_key, reusable
-from handlers.build.changes import changed_images, context_dir, dockerfile_path
+from handlers.build.changes import ParentDiff, changed_images, context_dir, dockerfile_path
 from handlers.build.errors import BuildFailed, Superseded
 from handlers.build.mirror import Mirror, Want
 from handlers.build.registry import client_for, registry_image
@@ -65,7 +65,7 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     report = replace(report, sha=sha)
     if facts.made_by_shipline:
         return replace(report, nothing_to_build_reason=f"{sha[:7]} is Shipline's own commit (Shipline-Bot trailer)")
-    decision = changed_images(mirror, repo.images, event)
+    decision = changed_images(mirror, repo.images, event, facts.parent_diff)
     if not decision.images:
         return replace(report, nothing_to_build_reason=decision.reason)
     values = values_for(mirror, event, sha, with_describe=tagged)
@@ -88,18 +88,25 @@ class CommitFacts:
     """Shipline's bump commits never trigger builds (they would loop when manifests share the app repo)."""
     committed_at: datetime
     """The commit's committer date: the image's ``created`` label, the same for every build of the commit."""
+    parent_diff: ParentDiff | None = None
+    """The paths it changed against its first parent (None for a root commit): a one-commit push's diff."""
 
 
 def commit_facts(mirror: Mirror, sha: str) -> CommitFacts:
-    """One ``git log`` for the commit ``sha`` names; when it is not in the mirror, every ref is
-    fetched once (``Mirror.ensure_commit``: ``CommitNotFound`` if it is still missing)."""
-    form = "--format=%H%x00%ct%x00%(trailers:key=Shipline-Bot,valueonly)"
-    out = mirror.try_run("log", "-1", form, f"{validate_sha(sha)}^{{commit}}")
+    """One ``git log`` for the commit ``sha`` names, with its first-parent diff; when it is not in the
+    mirror, every ref is fetched once (``Mirror.ensure_commit``: ``CommitNotFound`` if it is still missing)."""
+    form = ["-z", "--name-only", "--no-renames", "--diff-merges=first-parent",
+            "--format=%H%x00%ct%x00%P%x00%(trailers:key=Shipline-Bot,valueonly)%x00"]
+    out = mirror.try_run("log", "-1", *form, f"{validate_sha(sha)}^{{commit}}")
     if out is None:
-        out = mirror.run("log", "-1", form, mirror.ensure_commit(sha))
-    commit, stamp, trailer = out.split("\0", 2)
+        out = mirror.run("log", "-1", *form, mirror.ensure_commit(sha))
+    commit, stamp, parents, trailer, changes = out.split("\0", 4)
+    first = parents.split(" ")[0]
+    # -z ends the commit's part with NUL and a newline, then NUL-terminated paths
+    paths = tuple(p for p in changes.removeprefix("\0\n").split("\0") if p)
     return CommitFacts(validate_sha(commit, field="peeled"), trailer.strip().lower() == "true",
-                       datetime.fromtimestamp(int(stamp), UTC))
+                       datetime.fromtimestamp(int(stamp), UTC),
+                       ParentDiff(validate_sha(first, field="parent"), paths) if first else None)
 
 
 def made_by_shipline(mirror: Mirror, sha: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,58 @@ def test_maintenance_skips_a_mirror_a_build_holds(app: AppRepo) -> None:
     with _locked(m.path):
         done = maintain_all(app.stack.state_dir)
     assert f"app-{app.uid}" in done.busy and f"app-{app.uid}" not in done.maintained
+
+
+def asking(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The git commands the mirror runs from here on (``log``, ``diff``, ...)."""
+    asked: list[str] = []
+    for name in ("run", "try_run"):
+        real = getattr(Mirror, name)
+
+        def recording(self: Mirror, *args: str, _real: Callable[..., str | None] = real) -> str | None:
+            asked.append(args[0])
+            return _real(self, *args)
+
+        monkeypatch.setattr(Mirror, name, recording)
+    return asked
+
+
+def test_a_one_commit_push_is_decided_from_the_commit_facts_alone(app: AppRepo,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    m = mirror(app)
+    images = app.config().images
+    app.commit({"backend/app.sh": "#!/bin/sh\necho two\n", "docs/new line.md": "x\n"})
+    pushed = app.push("main")
+    m.fetch()
+    asked = asking(monkeypatch)
+    facts = commit_facts(m, pushed.after)
+    decision = changed_images(m, images, pushed, facts.parent_diff)
+    assert asked == ["log"], "no merge-base, no diff"
+    assert decision.images == (images[1].name,)
+    assert decision.reason == "paths changed: backend/app.sh, docs/new line.md"
+
+
+def test_a_push_of_several_commits_or_a_merge_diffs_the_whole_push(app: AppRepo,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    m = mirror(app)
+    images = app.config().images
+    before = app.pushed["refs/heads/main"]
+    app.commit({"frontend/index.html": "<h1>two</h1>\n"})
+    app.commit({"docs/README.md": "# two\n"})
+    pushed = app.push("main")
+    m.fetch()
+    asked = asking(monkeypatch)
+    facts = commit_facts(m, pushed.after)
+    assert facts.parent_diff is not None and facts.parent_diff.paths == ("docs/README.md",)
+    decision = changed_images(m, images, pushed, facts.parent_diff)
+    assert asked == ["log", "merge-base", "diff"] and pushed.before == before
+    assert decision.images == (images[0].name,), "the first commit of the push counts too"
+    git(app.work, "checkout", "-qb", "side", before)
+    app.commit({"backend/app.sh": "#!/bin/sh\necho side\n"})
+    git(app.work, "checkout", "-q", "main")
+    git(app.work, "merge", "-q", "--no-edit", "side")
+    merged = app.push("main")
+    m.fetch()
+    facts = commit_facts(m, merged.after)
+    assert facts.parent_diff is not None and facts.parent_diff.parent == pushed.after
+    assert changed_images(m, images, merged, facts.parent_diff).images == (images[1].name,)
