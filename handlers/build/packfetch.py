@@ -32,10 +32,12 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
+from handlers.build.process import wait_for_exit
 from handlers.build.registry import verified_tls
 
-PACK_TIMEOUT = httpx.Timeout(600.0, connect=30.0)
-"""As long as the git processes may run (``mirror.GIT_TIMEOUT_SECONDS``); connecting gets less."""
+PACK_SECONDS = 600.0
+"""How long the answer and the git process storing it may take (``mirror.GIT_TIMEOUT_SECONDS``)."""
+PACK_TIMEOUT = httpx.Timeout(PACK_SECONDS, connect=30.0)
 DEFAULT_UNPACK_LIMIT = 100
 """git's default ``fetch.unpackLimit``: a pack with fewer objects is unpacked into loose objects."""
 MAX_HAVES = 256
@@ -179,7 +181,12 @@ def _store(git_dir: Path, data: Iterator[bytes], unpack_limit: int, env: dict[st
         except BaseException:
             git.kill()
             raise
-        if git.wait(timeout=PACK_TIMEOUT.read) != 0:
+        try:
+            code = wait_for_exit(git, PACK_SECONDS)
+        except subprocess.TimeoutExpired:
+            git.kill()
+            raise _Refused(f"git {argv[0]} took over {PACK_SECONDS:.0f} s") from None
+        if code != 0:
             errors.seek(0)
             said = errors.read().decode(errors="replace").strip()[-300:]
             raise _Refused(f"git {argv[0]} refused the pack: {said}")

@@ -78,6 +78,17 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float, should_continue: Calla
                 raise Superseded("a newer push arrived; the build was stopped")
 
 
+def wait_for_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """``proc.wait(timeout)``, noticed the moment the process exits (``_exit_notice``); raises
+    ``subprocess.TimeoutExpired`` past ``timeout``."""
+    with _exit_notice(proc) as exited:
+        if exited is None:
+            return proc.wait(timeout=timeout)
+        if not select.select([exited], [], [], timeout)[0]:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        return proc.wait()
+
+
 @contextlib.contextmanager
 def _exit_notice(proc: subprocess.Popen[bytes]) -> Iterator[int | None]:
     """A pidfd that turns readable the moment ``proc`` exits (Linux 5.3+), or None.

@@ -13,7 +13,7 @@ import pytest
 
 from handlers.build import orphans
 from handlers.build.errors import Superseded
-from handlers.build.process import RUNNING_DIR, ProcessTimedOut, run_logged
+from handlers.build.process import RUNNING_DIR, ProcessTimedOut, run_logged, wait_for_exit
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -164,3 +164,17 @@ def test_with_setpriv_the_worker_is_not_forked_to_start_a_build(tmp_path: Path,
     assert run_logged(["sh", "-c", "exit 5"], log=log, timeout=10, should_continue=lambda: True) == 5
     assert spawned == [([orphans.SETPRIV, "--pdeathsig", "TERM", "--", "sh", "-c", "exit 5"], None)]
     assert log.read_text().splitlines()[0] == "$ sh -c 'exit 5'", "the log shows the build's command, not the wrapper"
+
+
+def test_wait_for_exit_returns_the_status_at_once_or_raises_past_its_limit(wait_path: str) -> None:
+    quick = subprocess.Popen(["sh", "-c", "sleep 0.2; exit 3"])
+    began = time.monotonic()
+    assert wait_for_exit(quick, 10) == 3
+    assert time.monotonic() - began < 5
+    slow = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            wait_for_exit(slow, 0.2)
+    finally:
+        slow.kill()
+        slow.wait()
