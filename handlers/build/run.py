@@ -15,7 +15,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,22 +152,26 @@ class _Job:
             return ImageResult(image.name, "skipped", reason=why)
         ref = registry_image(image.name)
         key = context_key(self.mirror, self.values.sha, image, dockerfile_path(image))
-        client = client_for(ref, self.registries)
-        try:
-            client.ping()
-            record = reusable(BuildIndex(self.state_dir), client, ref.repository, image.name, key)
-            if record is not None:
-                for tag in tags:
-                    client.retag(ref.repository, record.digest, tag)
-                why = f"same inputs as {record.sha[:7]} (already pushed as {record.tag})"
-                return ImageResult(image.name, "retagged", tags=tags, digest=record.digest, reason=why)
-        finally:
-            client.close()
-        return self._build(image, ref, tags, key, log)
+        if BuildIndex(self.state_dir).get(image.name, key) is not None:  # built before: re-tag if still there
+            client = client_for(ref, self.registries)
+            try:
+                client.ping()
+                record = reusable(BuildIndex(self.state_dir), client, ref.repository, image.name, key)
+                if record is not None:
+                    for tag in tags:
+                        client.retag(ref.repository, record.digest, tag)
+                    why = f"same inputs as {record.sha[:7]} (already pushed as {record.tag})"
+                    return ImageResult(image.name, "retagged", tags=tags, digest=record.digest, reason=why)
+            finally:
+                client.close()
+        return self._build(image, ref, tags, key, log, _PINGS.submit(ping, ref, self.registries))
 
     def _build(self, image: ImageBuildConfig, ref: ImageRef, tags: tuple[str, ...], key: str,
-               log: Path) -> ImageResult:
+               log: Path, pinging: Future[None]) -> ImageResult:
+        """``pinging``: the registry's ping, run while the context is checked out; a registry that
+        cannot take the push fails the image before the build starts."""
         with self._context(image) as (context, dockerfile):
+            pinging.result()
             spec = BuildSpec(image=ref.name, tags=tags, context=context, dockerfile=dockerfile,
                              timeout_seconds=float(self.settings.timeout_seconds), build_args=image.build_args,
                              target=image.target, **self._oci_metadata(),
@@ -211,6 +215,19 @@ class _Job:
         slug = re.sub(r"[^A-Za-z0-9]+", "_", image.name).strip("_")[-60:]
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         return self.state_dir / "build-logs" / self.repo.name / f"{self.values.sha[:12]}-{slug}-{stamp}.log"
+
+
+_PINGS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="registry-ping")
+"""Registry pings off a build's critical path (``_Job._build``)."""
+
+
+def ping(ref: ImageRef, registries: list[RegistryConfig]) -> None:
+    """``RegistryUnavailable`` unless ``ref``'s registry answers ``GET /v2/``."""
+    client = client_for(ref, registries)
+    try:
+        client.ping()
+    finally:
+        client.close()
 
 
 def public_url(url: str) -> str:

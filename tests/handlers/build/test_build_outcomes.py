@@ -53,6 +53,7 @@ def test_an_unreachable_registry_is_transient_and_keeps_the_report(app: AppRepo)
         app.build(event, config)
     [image] = caught.value.report.images
     assert image.status == "failed" and image.retryable and "unreachable" in image.reason
+    assert app.builder.calls == [], "the ping stops the image before its build"
 
 
 def test_credentials_go_to_a_private_authfile_never_to_argv(tmp_path: Path) -> None:
