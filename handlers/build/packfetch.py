@@ -3,8 +3,8 @@
 ``git fetch origin +<sha>:<ref>`` costs a build 60-80 ms here, most of it not the transfer: git
 starts its ``git-remote-http`` helper, asks the server for its capabilities (one request), fetches
 (a second), unpacks in a child process and checks connectivity in another. A push's build knows
-what it wants, so this module sends the one ``fetch`` command straight away (``want <sha>``, the
-mirror's ref tips as ``have``, ``done``) on a connection kept across builds, streams the pack into
+what it wants, so this module sends the one ``fetch`` command straight away (``want <sha>``, what
+the mirror holds as ``have``, ``done``) on a connection kept across builds, streams the pack into
 ``git unpack-objects --strict`` (``git index-pack --strict --fix-thin`` past ``fetch.unpackLimit``,
 as git itself chooses); the mirror then moves the ref (``Mirror``, by GitPython: no process).
 
@@ -40,8 +40,6 @@ PACK_SECONDS = 600.0
 PACK_TIMEOUT = httpx.Timeout(PACK_SECONDS, connect=30.0)
 DEFAULT_UNPACK_LIMIT = 100
 """git's default ``fetch.unpackLimit``: a pack with fewer objects is unpacked into loose objects."""
-MAX_HAVES = 256
-"""Ref tips offered as ``have``; the rest only make the server send a little more."""
 HEADERS = {
     "Content-Type": "application/x-git-upload-pack-request",
     "Accept": "application/x-git-upload-pack-result",
@@ -82,7 +80,7 @@ def fetch_objects(git_dir: Path, url: str, sha: str, haves: Sequence[str], *, un
     auth = httpx.BasicAuth(unquote(parts.username or ""), unquote(parts.password or "")) if parts.username else None
     endpoint = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], path=parts.path.rstrip("/")
                                          + "/git-upload-pack"))
-    body = fetch_request(sha, haves[:MAX_HAVES])
+    body = fetch_request(sha, haves)
     try:
         with _client().stream("POST", endpoint, content=body, headers=HEADERS, auth=auth) as answer:
             kind = answer.headers.get("content-type", "")

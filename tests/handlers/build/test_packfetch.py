@@ -74,7 +74,7 @@ def test_a_pack_without_the_wanted_commit_moves_no_ref(app: AppRepo, monkeypatch
     seed = app.pushed["refs/heads/main"]
     sha = app.commit({"frontend/x": "offered as had"})
     pushed = app.push("main")
-    monkeypatch.setattr(Mirror, "_tips", lambda self, first: [sha, seed])  # a have the mirror lacks: no pack
+    monkeypatch.setattr(Mirror, "_haves", lambda self, ref: [sha, seed])  # a have the mirror lacks: no pack
     assert m._fetch_in_one_request(sha, "refs/heads/main").why == f"the pack did not hold {sha[:12]}"
     assert m.run("rev-parse", "refs/heads/main") == seed
     assert mirror(app, Want(pushed.after, pushed.ref)).run("rev-parse", "refs/heads/main") == sha, "git fetch got it"
@@ -102,12 +102,13 @@ def test_no_server_is_unreachable_and_the_reason_names_no_url(app: AppRepo) -> N
     assert gone.outcome is Outcome.UNREACHABLE and "s3cret" not in gone.why
 
 
-def test_a_new_branch_offers_the_other_refs_so_only_its_commit_comes(app: AppRepo, tmp_path: Path) -> None:
+def test_a_new_branch_offers_the_default_branch_so_only_its_commit_comes(app: AppRepo, tmp_path: Path) -> None:
     m = mirror(app)
     git(app.work, "checkout", "-qb", "feature")
     sha = app.commit({"frontend/x": "branch"})
     pushed = app.push("feature")
-    assert m._tips("refs/heads/feature") == [app.pushed["refs/heads/main"]]
+    m.run("tag", "tree", m.run("rev-parse", "refs/heads/main^{tree}"))  # other refs are not offered
+    assert m._haves("refs/heads/feature") == [app.pushed["refs/heads/main"]]
     mirror(app, Want(pushed.after, pushed.ref))
     assert m.run("rev-parse", "refs/heads/feature") == sha
     assert m.run("count-objects").startswith("4 objects"), "commit, root tree, frontend tree, blob: nothing else"
