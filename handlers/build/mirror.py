@@ -28,6 +28,7 @@ before, a repository's ``* text eol=crlf`` turned every LF of the export into CR
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import logging
 import os
@@ -154,7 +155,7 @@ class Mirror:
         limit = DEFAULT_UNPACK_LIMIT
         with self.repo.config_reader() as config:
             for section in ("transfer", "fetch"):
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(configparser.Error, ValueError):  # unset, or not a number
                     limit = int(config.get_value(section, "unpackLimit"))
             storage = str(config.get_value("extensions", "refStorage", default="files")).lower()
         return limit, storage == "files"
