@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -35,7 +36,6 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import httpx
 
 from handlers.build.process import wait_for_exit
-from handlers.build.registry import verified_tls
 
 PACK_SECONDS = 600.0
 """How long the answer and the git process storing it may take (``mirror.GIT_TIMEOUT_SECONDS``)."""
@@ -90,6 +90,8 @@ def fetch_objects(git_dir: Path, url: str, sha: str, haves: Sequence[str], *, un
                 return Fetch(Outcome.UNSUPPORTED, f"HTTP {answer.status_code} {kind or 'without a content type'}")
             _store(git_dir, _pack_data(_packets(answer.iter_bytes())), unpack_limit, env)
     except httpx.TransportError as exc:
+        if _tls_refused(exc):  # git may trust what this client does not (http.sslCAInfo): let it try
+            return Fetch(Outcome.UNSUPPORTED, f"TLS refused ({type(exc).__name__})")
         return Fetch(Outcome.UNREACHABLE, type(exc).__name__)
     except _Refused as exc:
         return Fetch(Outcome.UNSUPPORTED, str(exc))
@@ -193,14 +195,24 @@ def _store(git_dir: Path, data: Iterator[bytes], unpack_limit: int, env: dict[st
             raise _Refused(f"git {argv[0]} refused the pack: {said}")
 
 
+def _tls_refused(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 _client_lock = threading.Lock()
 _shared: httpx.Client | None = None
 
 
 def _client() -> httpx.Client:
-    """One client per process, so a build reuses the connection (and TLS session) of the last one."""
+    """One client per process, so a build reuses the connection (and TLS session) of the last one.
+    It trusts the system's CA store, as git (libcurl) does, rather than httpx's bundled one."""
     global _shared
     with _client_lock:
         if _shared is None:
-            _shared = httpx.Client(timeout=PACK_TIMEOUT, verify=verified_tls(), follow_redirects=False)
+            _shared = httpx.Client(timeout=PACK_TIMEOUT, verify=ssl.create_default_context(), follow_redirects=False)
         return _shared

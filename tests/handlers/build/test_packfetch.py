@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import re
+import ssl
 import subprocess
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from devstack.kubepki import ensure_pki
 from devstack.stack import Stack
 from handlers.build.mirror import GIT_ENV, Mirror, Want
 from handlers.build.packfetch import Outcome, _pack_data, _packets, _Refused, fetch_objects, pkt_line
@@ -174,3 +178,20 @@ def test_a_private_gitea_repo_is_fetched_in_one_request_with_the_url_credentials
     assert got.run("rev-parse", "refs/heads/main") == sha
     assert not [r for r in caplog.records if "git fetch instead" in r.getMessage()], "no fallback"
     assert gitea.token not in caplog.text
+
+
+def test_a_certificate_this_client_does_not_trust_is_left_to_git_fetch(tmp_path: Path) -> None:
+    """git may be told to trust it (``http.sslCAInfo``); this client knows only the system's CAs."""
+    pki = ensure_pki(tmp_path / "pki")  # a dev CA no system trusts
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.admin_crt, pki.admin_key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        got = fetch_objects(tmp_path, f"https://127.0.0.1:{server.server_port}/app.git", "3" * 40, [],
+                            unpack_limit=100, env={})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got.outcome is Outcome.UNSUPPORTED and got.why.startswith("TLS refused")
