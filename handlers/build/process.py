@@ -65,11 +65,9 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float, should_continue: Calla
     with _exit_notice(proc) as exited:
         while True:
             window = min(POLL_SECONDS, max(0.01, deadline - time.monotonic()))
-            if exited is None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    return proc.wait(timeout=window)
-            elif select.select([exited], [], [], window)[0]:
-                return proc.wait()
+            code = _exited_within(proc, exited, window)
+            if code is not None:
+                return code
             if time.monotonic() >= deadline:
                 stop_group(proc)
                 raise ProcessTimedOut(f"killed after its time limit (pid {proc.pid})")
@@ -82,11 +80,21 @@ def wait_for_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
     """``proc.wait(timeout)``, noticed the moment the process exits (``_exit_notice``); raises
     ``subprocess.TimeoutExpired`` past ``timeout``."""
     with _exit_notice(proc) as exited:
-        if exited is None:
-            return proc.wait(timeout=timeout)
-        if not select.select([exited], [], [], timeout)[0]:
-            raise subprocess.TimeoutExpired(proc.args, timeout)
-        return proc.wait()
+        code = _exited_within(proc, exited, timeout)
+    if code is None:
+        raise subprocess.TimeoutExpired(proc.args, timeout)
+    return code
+
+
+def _exited_within(proc: subprocess.Popen[bytes], exited: int | None, seconds: float) -> int | None:
+    """``proc``'s exit status if it exits within ``seconds``, else None; through the pidfd ``exited``
+    when there is one, else by ``Popen.wait``'s polling."""
+    if exited is None:
+        try:
+            return proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return None
+    return proc.wait() if select.select([exited], [], [], seconds)[0] else None
 
 
 @contextlib.contextmanager
