@@ -105,12 +105,10 @@ class BuildIndex:
         self._path(image, key).unlink(missing_ok=True)
 
 
-def reusable(index: BuildIndex, client: RegistryClient, repository: str, image: str, key: str) -> IndexRecord | None:
-    """The recorded build for ``key`` if its manifest is still in the registry, else ``None``."""
-    record = index.get(image, key)
-    if record is None:
-        return None
+def reusable(index: BuildIndex, client: RegistryClient, repository: str, record: IndexRecord) -> IndexRecord | None:
+    """``record`` (read from ``index``) if its manifest is still in the registry; else it is
+    forgotten and ``None``."""
     if client.manifest_exists(repository, record.digest):
         return record
-    index.forget(image, key)
+    index.forget(record.image, record.key)
     return None

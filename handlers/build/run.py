@@ -152,11 +152,13 @@ class _Job:
             return ImageResult(image.name, "skipped", reason=why)
         ref = registry_image(image.name)
         key = context_key(self.mirror, self.values.sha, image, dockerfile_path(image))
-        if BuildIndex(self.state_dir).get(image.name, key) is not None:  # built before: re-tag if still there
+        index = BuildIndex(self.state_dir)
+        known = index.get(image.name, key)
+        if known is not None:  # built before: re-tag if still there
             client = client_for(ref, self.registries)
             try:
                 client.ping()
-                record = reusable(BuildIndex(self.state_dir), client, ref.repository, image.name, key)
+                record = reusable(index, client, ref.repository, known)
                 if record is not None:
                     for tag in tags:
                         client.retag(ref.repository, record.digest, tag)
