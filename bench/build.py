@@ -244,15 +244,14 @@ def fetch_floor(app: AppRepo, state: Path, rounds: int) -> FetchRounds:
     import httpx
 
     from handlers.build.mirror import Mirror, Want
-    from handlers.build.packfetch import fetch_request
+    from handlers.build.packfetch import HEADERS, fetch_request
 
     def by_mirror(event: Any) -> None:
         Mirror.open(state_dir=state, name="floor", url=app.url, want=Want(event.after, event.ref))
 
     def by_request(event: Any) -> None:  # the mirror holds the push's parent: it was fetched last round
         answer = client.post(f"{app.url}/git-upload-pack", content=fetch_request(event.after, [event.before]),
-                             headers={"Git-Protocol": "version=2",
-                                      "Content-Type": "application/x-git-upload-pack-request"})
+                             headers=HEADERS)
         if answer.status_code != 200 or b"packfile" not in answer.content:
             raise RuntimeError(f"the v2 fetch request failed: HTTP {answer.status_code}")
 
