@@ -18,6 +18,7 @@ import pytest
 
 from devstack.stack import Stack
 from handlers.build.builder import BuildahBuilder, BuildSpec, BuiltImage
+from handlers.build.mirror import Mirror, Want
 from handlers.build.report import BuildReport
 from handlers.build.run import build_push
 from handlers.events import ZERO_SHA, GitPushed
@@ -114,6 +115,11 @@ class AppRepo:
     def config_blob(self, service: str, manifest: dict[str, Any]) -> dict[str, Any]:
         digest = manifest["config"]["digest"]
         return httpx.get(f"{self.stack.registry.url}/v2/{self.uid}/{service}/blobs/{digest}").json()
+
+
+def mirror(app: AppRepo, want: Want | None = None) -> Mirror:
+    """The app repo's build mirror, opened as a build opens it (for ``want`` alone when given)."""
+    return Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url, want=want)
 
 
 def registries(stack: Stack) -> list[RegistryConfig]:

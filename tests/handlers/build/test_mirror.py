@@ -16,11 +16,7 @@ from handlers.build.run import commit_facts
 from handlers.build.tags import describe
 from handlers.errors import PermanentError, UnsafeInput
 from handlers.settings import ImageBuildConfig
-from tests.handlers.build.conftest import AppRepo, git
-
-
-def mirror(app: AppRepo) -> Mirror:
-    return Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url)
+from tests.handlers.build.conftest import AppRepo, git, mirror
 
 
 def test_the_mirror_is_cloned_once_then_fetched(app: AppRepo) -> None:
@@ -45,8 +41,7 @@ def test_a_build_without_describe_fetches_only_the_pushed_commit_into_its_ref(ap
     sha = app.commit({"frontend/x": "1"})
     app.push_tag("9.9.9")
     pushed = app.push("main")
-    targeted = Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url,
-                           want=Want(pushed.after, pushed.ref))
+    targeted = mirror(app, Want(pushed.after, pushed.ref))
     assert targeted.has_commit(sha) and targeted.run("rev-parse", "refs/heads/main") == sha
     assert targeted.try_run("rev-parse", "--verify", "refs/tags/9.9.9") is None, "only the pushed ref moved"
     assert mirror(app).run("rev-parse", "refs/tags/9.9.9^{commit}") == sha, "a full fetch takes every ref"
@@ -74,8 +69,7 @@ def test_the_usual_push_asks_git_nothing_before_its_targeted_fetch(app: AppRepo,
         raise AssertionError("a new commit needs no has_commit before the fetch")
 
     monkeypatch.setattr(Mirror, "has_commit", asked)
-    m = Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url,
-                    want=Want(pushed.after, pushed.ref))
+    m = mirror(app, Want(pushed.after, pushed.ref))
     assert m.run("rev-parse", "refs/heads/main") == pushed.after
 
 
@@ -95,8 +89,7 @@ def test_a_commit_the_targeted_fetch_cannot_get_falls_back_to_every_ref(app: App
     mirror(app)
     tagged = app.commit({"frontend/x": "2"})
     app.push_tag("8.8.8")
-    m = Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url,
-                    want=Want("1" * 40, "refs/heads/main"))
+    m = mirror(app, Want("1" * 40, "refs/heads/main"))
     assert m.run("rev-parse", "refs/tags/8.8.8^{commit}") == tagged
     with pytest.raises(CommitNotFound):
         m.ensure_commit("1" * 40)
@@ -190,8 +183,7 @@ def test_a_targeted_fetch_leaves_maintenance_to_maintain_all(app: AppRepo) -> No
     for n in range(3):
         app.commit({"frontend/x": f"packed {n}"})
         pushed = app.push("main")
-        Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url,
-                    want=Want(pushed.after, pushed.ref))
+        mirror(app, Want(pushed.after, pushed.ref))
     assert packs(m) == 4, "the clone's pack and one per fetch: no fetch repacked"
     held = maintain_all(app.stack.state_dir)
     assert f"app-{app.uid}" in held.maintained and not held.failed

@@ -18,11 +18,7 @@ from devstack.kubepki import ensure_pki
 from devstack.stack import Stack
 from handlers.build.mirror import GIT_ENV, Mirror, Want
 from handlers.build.packfetch import Outcome, _pack_data, _packets, _Refused, fetch_objects, pkt_line
-from tests.handlers.build.conftest import GIT, AppRepo, git
-
-
-def mirror(app: AppRepo, want: Want | None = None) -> Mirror:
-    return Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url, want=want)
+from tests.handlers.build.conftest import GIT, AppRepo, git, mirror
 
 
 def requests_for(app: AppRepo) -> list[str]:

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from handlers.build.mirror import Mirror
 from handlers.build.workspace import checkout_dir, kept_context
-from tests.handlers.build.conftest import AppRepo, git
-
-
-def mirror(app: AppRepo) -> Mirror:
-    return Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url)
+from tests.handlers.build.conftest import AppRepo, git, mirror
 
 
 def files(tree: Path) -> dict[str, bytes]:
