@@ -20,6 +20,7 @@ Only http(s) URLs are tried; credentials in the URL are sent as HTTP basic auth,
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import re
@@ -31,6 +32,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
@@ -84,11 +86,12 @@ def fetch_objects(git_dir: Path, url: str, sha: str, haves: Sequence[str], *, un
                                          + "/git-upload-pack"))
     body = fetch_request(sha, haves)
     try:
-        with _client().stream("POST", endpoint, content=body, headers=HEADERS, auth=auth) as answer:
+        with tempfile.TemporaryFile() as errors, _Store(git_dir, env, errors) as store, \
+                _client().stream("POST", endpoint, content=body, headers=HEADERS, auth=auth) as answer:
             kind = answer.headers.get("content-type", "")
             if answer.status_code != 200 or not kind.startswith("application/x-git-upload-pack-result"):
                 return Fetch(Outcome.UNSUPPORTED, f"HTTP {answer.status_code} {kind or 'without a content type'}")
-            _store(git_dir, _pack_data(_packets(answer.iter_bytes())), unpack_limit, env)
+            store.write(_pack_data(_packets(answer.iter_bytes())), unpack_limit)
     except httpx.TransportError as exc:
         if _tls_refused(exc):  # git may trust what this client does not (http.sslCAInfo): let it try
             return Fetch(Outcome.UNSUPPORTED, f"TLS refused ({type(exc).__name__})")
@@ -158,21 +161,54 @@ def _said(message: bytes) -> str:
     return re.sub(r"[\x00-\x1f\x7f]+", " ", message.decode(errors="replace")).strip()[:300]
 
 
-def _store(git_dir: Path, data: Iterator[bytes], unpack_limit: int, env: dict[str, str]) -> None:
-    """Unpack (few objects) or index (many) the pack, as ``git fetch`` chooses, both ``--strict``."""
-    head = bytearray()
-    for chunk in data:
-        head += chunk
-        if len(head) >= 12:
-            break
-    if len(head) < 12 or head[:4] != b"PACK":
-        raise _Refused("not a pack")
-    (count,) = struct.unpack(">I", head[8:12])
-    argv = (["unpack-objects", "-q", "--strict"] if count < unpack_limit
-            else ["index-pack", "--stdin", "--fix-thin", "--strict"])
-    with tempfile.TemporaryFile() as errors, subprocess.Popen(
-            ["git", "--git-dir", str(git_dir), *argv], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=errors, env={**os.environ, **env}) as git:
+class _Store:
+    """The git process that stores the pack: ``unpack-objects --strict`` for few objects,
+    ``index-pack --stdin --fix-thin --strict`` for many, as ``git fetch`` chooses.
+
+    The pack is usually small, so ``unpack-objects`` is started before the request is sent: its
+    start-up (1-2 ms of exec and git's setup) then overlaps the server's work instead of following
+    it. A pack past the limit replaces it with ``index-pack``; one never given a pack is killed on
+    exit, having read nothing and so written nothing."""
+
+    def __init__(self, git_dir: Path, env: dict[str, str], errors: IO[bytes]) -> None:
+        """``errors``: a file for git's stderr."""
+        self.git_dir, self.env, self.errors = git_dir, {**os.environ, **env}, errors
+        self.argv = ["unpack-objects", "-q", "--strict"]
+        self.git = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self.errors.seek(0)
+        self.errors.truncate()
+        return subprocess.Popen(["git", "--git-dir", str(self.git_dir), *self.argv], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=self.errors, env=self.env)
+
+    def __enter__(self) -> _Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.git.returncode is None:  # not used, or given up on: nothing of it is kept
+            self.git.kill()
+            self.git.wait()
+        if self.git.stdin is not None:
+            with contextlib.suppress(OSError):  # what is still buffered has no reader any more
+                self.git.stdin.close()
+
+    def write(self, data: Iterator[bytes], unpack_limit: int) -> None:
+        """Store the pack ``data``; ``_Refused`` with git's words if git refuses it."""
+        head = bytearray()
+        for chunk in data:
+            head += chunk
+            if len(head) >= 12:
+                break
+        if len(head) < 12 or head[:4] != b"PACK":
+            raise _Refused("not a pack")
+        (count,) = struct.unpack(">I", head[8:12])
+        if count >= unpack_limit:
+            self.git.kill()
+            self.git.wait()
+            self.argv = ["index-pack", "--stdin", "--fix-thin", "--strict"]
+            self.git = self._start()
+        git, command = self.git, self.argv[0]
         assert git.stdin is not None
         try:
             git.stdin.write(head)
@@ -181,18 +217,14 @@ def _store(git_dir: Path, data: Iterator[bytes], unpack_limit: int, env: dict[st
             git.stdin.close()
         except BrokenPipeError:
             pass  # git stopped reading: its exit status says why
-        except BaseException:
-            git.kill()
-            raise
         try:
             code = wait_for_exit(git, PACK_SECONDS)
         except subprocess.TimeoutExpired:
-            git.kill()
-            raise _Refused(f"git {argv[0]} took over {PACK_SECONDS:.0f} s") from None
+            raise _Refused(f"git {command} took over {PACK_SECONDS:.0f} s") from None
         if code != 0:
-            errors.seek(0)
-            said = errors.read().decode(errors="replace").strip()[-300:]
-            raise _Refused(f"git {argv[0]} refused the pack: {said}")
+            self.errors.seek(0)
+            said = self.errors.read().decode(errors="replace").strip()[-300:]
+            raise _Refused(f"git {command} refused the pack: {said}")
 
 
 def _tls_refused(exc: BaseException) -> bool:

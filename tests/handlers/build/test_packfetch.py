@@ -93,6 +93,7 @@ def test_what_is_not_a_v2_pack_is_left_to_git_fetch(app: AppRepo) -> None:
                        env=GIT_ENV)
     assert ssh.outcome is Outcome.UNSUPPORTED
     assert not m.has_commit(sha)
+    assert pack_storing_children() == [], "the unpack-objects started before the request is gone"
 
 
 def test_no_server_is_unreachable_and_the_reason_names_no_url(app: AppRepo) -> None:
@@ -100,6 +101,22 @@ def test_no_server_is_unreachable_and_the_reason_names_no_url(app: AppRepo) -> N
     gone = fetch_objects(m.path, "http://user:s3cret@127.0.0.1:1/app.git", "2" * 40, [],
                         unpack_limit=100, env=GIT_ENV)
     assert gone.outcome is Outcome.UNREACHABLE and "s3cret" not in gone.why
+    assert pack_storing_children() == [], "the unpack-objects started before the request is gone"
+
+
+def pack_storing_children() -> list[str]:
+    """This process's pack-storing git children, and any zombie (a child killed but never waited for)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and ("unpack-objects" in command or "index-pack" in command
+                                               or fields[0] == "Z"):
+            found.append(f"{stat.parent.name} {fields[0]} {command}")
+    return found
 
 
 def test_a_new_branch_offers_the_default_branch_so_only_its_commit_comes(app: AppRepo, tmp_path: Path) -> None:
