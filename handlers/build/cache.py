@@ -19,6 +19,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,16 +47,41 @@ class IndexRecord:
 def context_key(mirror: Mirror, sha: str, image: ImageBuildConfig, dockerfile: str) -> str:
     """sha256 over the context tree, the Dockerfile content, build args and target."""
     tree, blob = _object_ids(mirror, validate_sha(sha), context_dir(image), dockerfile)
+    return _key(image, tree, blob)
+
+
+def context_keys(mirror: Mirror, sha: str, images: Sequence[tuple[ImageBuildConfig, str]]) -> dict[str, str]:
+    """``context_key`` of each (image, Dockerfile path), by image name, from one git process for
+    them all; empty when any of them cannot be read (``context_key`` then says which and why)."""
+    try:
+        specs = [spec for image, dockerfile in images
+                 for spec in _specs(validate_sha(sha), context_dir(image), dockerfile)]
+    except PermanentError:
+        return {}
+    out = mirror.try_run("rev-parse", *specs) if specs else None
+    ids = out.split() if out else []
+    if len(ids) != len(specs):
+        return {}
+    return {image.name: _key(image, ids[2 * i], ids[2 * i + 1]) for i, (image, _) in enumerate(images)}
+
+
+def _key(image: ImageBuildConfig, tree: str, blob: str) -> str:
     payload = {"v": KEY_VERSION, "tree": tree, "dockerfile": blob, "build_args": sorted(image.build_args.items()),
                "target": image.target}
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
 
 
+def _specs(sha: str, context: str, dockerfile: str) -> tuple[str, str]:
+    """What ``git rev-parse`` resolves to the context's tree id and the Dockerfile's blob id; both
+    begin with the sha, so neither is ever read as an option."""
+    tree = f"{sha}^{{tree}}" if context == "." else f"{sha}:{validate_relpath(context, field='context')}"
+    return tree, f"{sha}:{validate_relpath(dockerfile, field='dockerfile')}"
+
+
 def _object_ids(mirror: Mirror, sha: str, context: str, dockerfile: str) -> tuple[str, str]:
     """The context's tree id and the Dockerfile's blob id at ``sha``, in one git process."""
-    tree = f"{sha}^{{tree}}" if context == "." else f"{sha}:{validate_relpath(context, field='context')}"
-    blob = f"{sha}:{validate_relpath(dockerfile, field='dockerfile')}"
-    out = mirror.try_run("rev-parse", tree, blob)  # both begin with the sha: never read as an option
+    tree, blob = _specs(sha, context, dockerfile)
+    out = mirror.try_run("rev-parse", tree, blob)
     ids = out.split() if out else []
     if len(ids) != 2:
         kinds = (mirror.try_run("cat-file", "-t", tree), mirror.try_run("cat-file", "-t", blob))

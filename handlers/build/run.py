@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from handlers.build.backends import make_builder
 from handlers.build.builder import Builder, BuildSpec, GitSource
-from handlers.build.cache import BuildIndex, context_key, reusable
+from handlers.build.cache import BuildIndex, context_key, context_keys, reusable
 from handlers.build.changes import ParentDiff, changed_images, context_dir, dockerfile_path
 from handlers.build.errors import BuildFailed, Superseded
 from handlers.build.mirror import Mirror, Want
@@ -60,6 +60,8 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     tagged = needs_describe(repo.images, event)  # describe reads the remote's tags: fetch every ref
     mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url,
                          want=None if tagged else Want(sha, event.ref))
+    # every image's content key, read by its own git process while this one reads the commit
+    keys = _BESIDE.submit(context_keys, mirror, sha, [(i, dockerfile_path(i)) for i in repo.images])
     facts = commit_facts(mirror, sha)
     sha = facts.sha
     report = replace(report, sha=sha)
@@ -70,7 +72,7 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
         return replace(report, nothing_to_build_reason=decision.reason)
     values = values_for(mirror, event, sha, with_describe=tagged)
     job = _Job(repo, event, mirror, values, facts.committed_at, registries, state_dir, settings,
-               builder or make_builder(settings, state_dir=state_dir, registries=registries), should_continue)
+               builder or make_builder(settings, state_dir=state_dir, registries=registries), should_continue, keys)
     chosen = [i for i in repo.images if i.name in decision.images]
     with ThreadPoolExecutor(max_workers=settings.parallelism, thread_name_prefix="build") as pool:
         results = tuple(pool.map(job.run, chosen))
@@ -125,6 +127,8 @@ class _Job:
     settings: BuildSettings
     builder: Builder
     should_continue: Callable[[], bool]
+    keys: Future[dict[str, str]]
+    """``context_keys`` of the repo's images; one it lacks is read alone (``context_key``)."""
 
     def run(self, image: ImageBuildConfig) -> ImageResult:
         """One image, never raising for an image-level failure: the outcome goes in the result."""
@@ -151,13 +155,15 @@ class _Job:
             why = f"no tag template of {list(image.tags)} fits a {'tag' if self.event.is_tag else 'branch'} push"
             return ImageResult(image.name, "skipped", reason=why)
         ref = registry_image(image.name)
-        key = context_key(self.mirror, self.values.sha, image, dockerfile_path(image))
+        pinging = _BESIDE.submit(ping, ref, self.registries)  # beside the key and the checkout
+        key = self.keys.result().get(image.name) or context_key(self.mirror, self.values.sha, image,
+                                                                 dockerfile_path(image))
         index = BuildIndex(self.state_dir)
         known = index.get(image.name, key)
         if known is not None:  # built before: re-tag if still there
+            pinging.result()
             client = client_for(ref, self.registries)
             try:
-                client.ping()
                 record = reusable(index, client, ref.repository, known)
                 if record is not None:
                     for tag in tags:
@@ -166,12 +172,12 @@ class _Job:
                     return ImageResult(image.name, "retagged", tags=tags, digest=record.digest, reason=why)
             finally:
                 client.close()
-        return self._build(image, ref, tags, key, log, _PINGS.submit(ping, ref, self.registries))
+        return self._build(image, ref, tags, key, log, pinging)
 
     def _build(self, image: ImageBuildConfig, ref: ImageRef, tags: tuple[str, ...], key: str,
                log: Path, pinging: Future[None]) -> ImageResult:
-        """``pinging``: the registry's ping, run while the context is checked out; a registry that
-        cannot take the push fails the image before the build starts."""
+        """``pinging``: the registry's ping, run while the key is read and the context checked out;
+        a registry that cannot take the push fails the image before the build starts."""
         with self._context(image) as (context, dockerfile):
             pinging.result()
             spec = BuildSpec(image=ref.name, tags=tags, context=context, dockerfile=dockerfile,
@@ -219,8 +225,10 @@ class _Job:
         return self.state_dir / "build-logs" / self.repo.name / f"{self.values.sha[:12]}-{slug}-{stamp}.log"
 
 
-_PINGS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="registry-ping")
-"""Registry pings off a build's critical path (``_Job._build``)."""
+_BESIDE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="build-beside")
+"""Work off a build's critical path: the content keys (beside the commit's facts) and the
+registry pings (beside the key and the checkout)."""
+
 
 
 def ping(ref: ImageRef, registries: list[RegistryConfig]) -> None:

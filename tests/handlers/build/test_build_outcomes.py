@@ -56,6 +56,19 @@ def test_an_unreachable_registry_is_transient_and_keeps_the_report(app: AppRepo)
     assert app.builder.calls == [], "the ping stops the image before its build"
 
 
+def test_an_image_whose_dockerfile_is_missing_fails_alone_and_says_so(app: AppRepo) -> None:
+    """The keys of all images are read in one git process; one it cannot read fails only its image."""
+    event = app.event("refs/heads/main", ZERO_SHA, app.pushed["refs/heads/main"])
+    config = app.config([{"name": app.image("frontend"), "context": "frontend"},
+                         {"name": app.image("backend"), "context": "backend", "dockerfile": "backend/Containerfile"}])
+    results = {i.name: i for i in app.build(event, config).images}
+    backend = results[app.image("backend")]
+    assert results[app.image("frontend")].status == "built"
+    assert backend.status == "failed" and not backend.retryable
+    assert backend.reason.startswith("no Dockerfile at backend/Containerfile")
+    assert app.builder.calls == [app.image("frontend")]
+
+
 def test_credentials_go_to_a_private_authfile_never_to_argv(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("s3cret-value\n")

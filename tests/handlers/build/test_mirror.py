@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.build.cache import context_key
+from handlers.build.cache import context_key, context_keys
 from handlers.build.changes import changed_images
 from handlers.build.errors import CommitNotFound, GitUnavailable
 from handlers.build.mirror import Mirror, Want, _locked, maintain_all
@@ -154,6 +154,30 @@ def test_a_key_for_a_missing_dockerfile_or_context_says_which(app: AppRepo) -> N
     gone = ImageBuildConfig(name="reg.example/f", context="web")
     with pytest.raises(PermanentError, match=f"no context directory web in {seed[:7]}"):
         context_key(m, seed, gone, "frontend/Dockerfile")
+
+
+def test_keys_read_together_are_the_keys_read_alone(app: AppRepo) -> None:
+    m = mirror(app)
+    seed = app.pushed["refs/heads/main"]
+    images = [(ImageBuildConfig(name="reg.example/f", context="frontend"), "frontend/Dockerfile"),
+              (ImageBuildConfig(name="reg.example/w", context=".", build_args={"V": "1"}), "frontend/Dockerfile"),
+              (ImageBuildConfig(name="reg.example/t", context="frontend", target="prod"), "frontend/Dockerfile")]
+    together = context_keys(m, seed, images)
+    assert together == {image.name: context_key(m, seed, image, dockerfile) for image, dockerfile in images}
+    assert len(set(together.values())) == 3
+
+
+def test_keys_read_together_are_none_when_one_cannot_be_read(app: AppRepo) -> None:
+    """Each image's key is then read alone, so the one at fault fails with its own reason."""
+    m = mirror(app)
+    seed = app.pushed["refs/heads/main"]
+    fine = (ImageBuildConfig(name="reg.example/f", context="frontend"), "frontend/Dockerfile")
+    assert context_keys(m, seed, [fine, (ImageBuildConfig(name="reg.example/g", context="web"),
+                                         "web/Dockerfile")]) == {}
+    assert context_keys(m, seed, [fine, (ImageBuildConfig(name="reg.example/h", context="frontend"),
+                                         "../Dockerfile")]) == {}
+    assert context_keys(m, "0" * 40, [fine]) == {}
+    assert context_keys(m, seed, []) == {}
 
 
 def test_new_branch_force_push_and_tag_push_build_every_image(app: AppRepo) -> None:
