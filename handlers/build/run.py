@@ -14,7 +14,7 @@ import contextlib
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -58,6 +58,7 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     if skip:
         return replace(report, nothing_to_build_reason=skip)
     tagged = needs_describe(repo.images, event)  # describe reads the remote's tags: fetch every ref
+    pings = _ping_registries(repo.images, registries)  # their round trips overlap the fetch's
     mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url,
                          want=None if tagged else Want(sha, event.ref))
     # every image's content key, read by its own git process while this one reads the commit
@@ -72,7 +73,8 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
         return replace(report, nothing_to_build_reason=decision.reason)
     values = values_for(mirror, event, sha, with_describe=tagged)
     job = _Job(repo, event, mirror, values, facts.committed_at, registries, state_dir, settings,
-               builder or make_builder(settings, state_dir=state_dir, registries=registries), should_continue, keys)
+               builder or make_builder(settings, state_dir=state_dir, registries=registries), should_continue, keys,
+               pings)
     chosen = [i for i in repo.images if i.name in decision.images]
     with ThreadPoolExecutor(max_workers=settings.parallelism, thread_name_prefix="build") as pool:
         results = tuple(pool.map(job.run, chosen))
@@ -129,6 +131,8 @@ class _Job:
     should_continue: Callable[[], bool]
     keys: Future[dict[str, str]]
     """``context_keys`` of the repo's images; one it lacks is read alone (``context_key``)."""
+    pings: dict[str, Future[None]]
+    """``_ping_registries``: by registry host."""
 
     def run(self, image: ImageBuildConfig) -> ImageResult:
         """One image, never raising for an image-level failure: the outcome goes in the result."""
@@ -155,7 +159,7 @@ class _Job:
             why = f"no tag template of {list(image.tags)} fits a {'tag' if self.event.is_tag else 'branch'} push"
             return ImageResult(image.name, "skipped", reason=why)
         ref = registry_image(image.name)
-        pinging = _BESIDE.submit(ping, ref, self.registries)  # beside the key and the checkout
+        pinging = self.pings.get(ref.host) or _BESIDE.submit(ping, ref, self.registries)
         key = self.keys.result().get(image.name) or context_key(self.mirror, self.values.sha, image,
                                                                  dockerfile_path(image))
         index = BuildIndex(self.state_dir)
@@ -176,8 +180,8 @@ class _Job:
 
     def _build(self, image: ImageBuildConfig, ref: ImageRef, tags: tuple[str, ...], key: str,
                log: Path, pinging: Future[None]) -> ImageResult:
-        """``pinging``: the registry's ping, run while the key is read and the context checked out;
-        a registry that cannot take the push fails the image before the build starts."""
+        """``pinging``: the registry's ping, started with the fetch; a registry that cannot take
+        the push fails the image before the build starts."""
         with self._context(image) as (context, dockerfile):
             pinging.result()
             spec = BuildSpec(image=ref.name, tags=tags, context=context, dockerfile=dockerfile,
@@ -225,10 +229,22 @@ class _Job:
         return self.state_dir / "build-logs" / self.repo.name / f"{self.values.sha[:12]}-{slug}-{stamp}.log"
 
 
-_BESIDE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="build-beside")
-"""Work off a build's critical path: the content keys (beside the commit's facts) and the
-registry pings (beside the key and the checkout)."""
+_BESIDE = ThreadPoolExecutor(max_workers=16, thread_name_prefix="build-beside")
+"""Work off a build's critical path: the registry pings (beside the fetch) and the content keys
+(beside the commit's facts)."""
 
+
+def _ping_registries(images: Sequence[ImageBuildConfig], registries: list[RegistryConfig]) -> dict[str, Future[None]]:
+    """One ``ping`` per registry host the images push to, started now: on a remote registry its
+    connection and TLS round trips would otherwise follow the fetch and the checkout. A name that
+    is not a valid image is left to its own image to fail on (``_Job._run``)."""
+    started: dict[str, Future[None]] = {}
+    for image in images:
+        with contextlib.suppress(PermanentError):
+            ref = registry_image(image.name)
+            if ref.host not in started:
+                started[ref.host] = _BESIDE.submit(ping, ref, registries)
+    return started
 
 
 def ping(ref: ImageRef, registries: list[RegistryConfig]) -> None:

@@ -6,16 +6,21 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import handlers.build.run as run
 from handlers.build.builder import BuildahBuilder, BuildSpec
 from handlers.build.cache import BuildIndex
 from handlers.build.errors import BuilderGlitch, BuildFailed
+from handlers.build.mirror import Mirror
 from handlers.build.report import BuildIncomplete
 from handlers.errors import TransientError
 from handlers.events import ZERO_SHA
+from handlers.images import ImageRef
 from handlers.secrets import SecretRef
 from handlers.settings import RegistryConfig
 from tests.handlers.build.conftest import AppRepo
@@ -67,6 +72,30 @@ def test_an_image_whose_dockerfile_is_missing_fails_alone_and_says_so(app: AppRe
     assert backend.status == "failed" and not backend.retryable
     assert backend.reason.startswith("no Dockerfile at backend/Containerfile")
     assert app.builder.calls == [app.image("frontend")]
+
+
+def test_each_registry_is_pinged_once_and_while_the_commit_is_fetched(app: AppRepo,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """So a remote registry's connection round trips overlap the git server's, not follow them."""
+    pinged: list[str] = []
+    pinging = threading.Event()
+    real_ping, real_open = run.ping, run.Mirror.open
+
+    def ping(ref: ImageRef, registries: list[RegistryConfig]) -> None:
+        pinged.append(ref.host)
+        pinging.set()
+        real_ping(ref, registries)
+
+    def open_mirror(**kwargs: Any) -> Mirror:
+        assert pinging.wait(10), "the ping had not started when the fetch did"
+        return real_open(**kwargs)
+
+    monkeypatch.setattr(run, "ping", ping)
+    monkeypatch.setattr(run.Mirror, "open", open_mirror)
+    event = app.event("refs/heads/main", ZERO_SHA, app.pushed["refs/heads/main"])
+    report = app.build(event)
+    assert [i.status for i in report.images] == ["built", "built"]
+    assert pinged == [app.registry], "two images on one registry: one ping"
 
 
 def test_credentials_go_to_a_private_authfile_never_to_argv(tmp_path: Path) -> None:
