@@ -4,13 +4,17 @@ Layout: ``<state_dir>/mirrors/<repo name>.git`` (``git clone --mirror``), guarde
 ``<name>.git.lock`` so concurrent builds of one repo never fetch into it at the same time. A clone
 goes to a temporary directory first and is renamed into place, so a half clone is never used.
 
-A build that needs no tags (no ``{describe}``) opens the mirror for one ``Want``: nothing is
-fetched when the commit is already here (a retry, a replay), else only that commit, straight into
-the pushed ref: over http(s) in one request (``handlers.build.packfetch``: the tips of the ref and of ``HEAD``
-offered as ``have``, the ref written by GitPython), else, or when that answer is not a usable pack, by
-``git fetch origin +<sha>:<ref>`` (one request fewer than listing every ref, and nothing but that
-ref's new objects however many refs the remote has). Whatever that cannot do (the commit is no
-longer a branch tip, the server refuses unadvertised ids) falls back to the full fetch.
+A build opens the mirror for one ``Want``: nothing is fetched when the commit is already here (a
+retry, a replay), else only that commit, straight into the pushed ref: over http(s) in one request
+(``handlers.build.packfetch``: the tips of the ref and of ``HEAD`` offered as ``have``, the ref
+written by GitPython), else, or when that answer is not a usable pack, by ``git fetch origin
++<sha>:<ref>`` (one request fewer than listing every ref, and nothing but that ref's new objects
+however many refs the remote has). Whatever that cannot do (the commit is no longer a branch tip,
+the server refuses unadvertised ids) falls back to the full fetch. A build that tags with
+``{describe}`` also needs the remote's tags as they are: ``ls-refs`` lists them first (a second
+request on the same connection) and the one fetch also brings the objects of new and moved ones;
+the tags are then moved and pruned in one ``git update-ref`` transaction (``Want.tags``); when the
+server cannot list them that way, the full fetch, as before (39 against 24 ms here, side by side).
 That fetch skips git's automatic maintenance (``git maintenance run --auto``, a process of its own
 after every fetch, 4-9 ms of the fetch here): ``maintain_all`` runs it from the worker's idle tick,
 under the same lock, so loose objects and packs are still consolidated.
@@ -43,7 +47,7 @@ import git
 
 from handlers.build.errors import CommitNotFound, GitUnavailable
 from handlers.build.filelock import flocked
-from handlers.build.packfetch import DEFAULT_UNPACK_LIMIT, Fetch, Outcome, fetch_objects
+from handlers.build.packfetch import DEFAULT_UNPACK_LIMIT, Fetch, Outcome, fetch_objects, list_refs
 from handlers.errors import PermanentError
 from handlers.validate import validate_clone_url, validate_ref, validate_relpath, validate_sha
 
@@ -65,6 +69,8 @@ class Want:
 
     sha: str
     ref: str
+    tags: bool = False
+    """Also bring every tag in line with the remote's (``{describe}`` reads them)."""
 
 
 class Mirror:
@@ -102,6 +108,8 @@ class Mirror:
         is packed here already (a replay while the server is down still builds).
         """
         sha, ref = validate_sha(want.sha), validate_ref(want.ref)
+        if want.tags:
+            return self._fetched_with_tags(sha, ref)
         if self._loose(sha):
             return True
         fetched = self._fetch_in_one_request(sha, ref)
@@ -120,12 +128,56 @@ class Mirror:
             return self.has_commit(sha)
         return True
 
-    def _fetch_in_one_request(self, sha: str, ref: str) -> Fetch:
+    def _fetched_with_tags(self, sha: str, ref: str) -> bool:
+        """``sha`` into ``ref``, and the tags as the remote has them (new, moved and deleted ones,
+        as ``git fetch --prune`` leaves them), in two requests on one kept connection: ``ls-refs``
+        for the tags, then one ``fetch`` for the commit and the tags' new objects. False when
+        either is not usable: the caller fetches everything, as before (an unreachable server then
+        fails the build, as ``git fetch`` did: ``describe`` cannot be trusted without the tags)."""
+        listed, remote = list_refs(self.url, "refs/tags/")
+        if listed.outcome is not Outcome.FETCHED:
+            log.info("mirror %s: tags not listed in one request (%s); git fetch instead", self.path.name, listed.why)
+            return False
+        try:
+            remote = {validate_ref(name): validate_sha(oid) for name, oid in remote.items()}
+        except PermanentError as exc:  # a name git would take but this mirror does not: git fetch decides
+            log.info("mirror %s: %s; git fetch instead", self.path.name, exc)
+            return False
+        local = self._local_tags()
+        moved = {name: oid for name, oid in remote.items() if local.get(name) != oid}
+        if moved or not self._loose(sha):
+            fetched = self._fetch_in_one_request(sha, ref, also=sorted(set(moved.values())))
+            if fetched.outcome is not Outcome.FETCHED:
+                log.info("mirror %s: one-request fetch of %s and %d tag(s) not used (%s); git fetch instead",
+                         self.path.name, sha[:12], len(moved), fetched.why)
+                return False
+        return self._set_tags(moved, sorted(set(local) - set(remote)))
+
+    def _local_tags(self) -> dict[str, str]:
+        out = self.run("for-each-ref", "--format=%(objectname) %(refname)", "refs/tags/")
+        return {name: oid for oid, _, name in (line.partition(" ") for line in out.splitlines())}
+
+    def _set_tags(self, moved: dict[str, str], gone: Sequence[str]) -> bool:
+        """One ``git update-ref --stdin`` transaction; False (nothing changed) if git refuses it,
+        e.g. an object the pack did not bring."""
+        if not moved and not gone:
+            return True
+        script = "".join(f"update {name} {oid}\n" for name, oid in sorted(moved.items()))
+        script += "".join(f"delete {name}\n" for name in gone)
+        done = subprocess.run(["git", "--git-dir", str(self.path), "update-ref", "--stdin"], input=script,
+                              capture_output=True, text=True, env={**os.environ, **GIT_ENV},
+                              timeout=GIT_TIMEOUT_SECONDS, check=False)
+        if done.returncode != 0:
+            log.info("mirror %s: tags not moved (%s); git fetch instead", self.path.name, done.stderr.strip()[-300:])
+        return done.returncode == 0
+
+    def _fetch_in_one_request(self, sha: str, ref: str, also: Sequence[str] = ()) -> Fetch:
         """``handlers.build.packfetch``, then ``ref`` moved to ``sha`` by GitPython (no process)."""
         unpack_limit, refs_in_files = self._fetch_settings()
         if not refs_in_files:
             return Fetch(Outcome.UNSUPPORTED, "refs kept in a reftable")
-        fetched = fetch_objects(self.path, self.url, sha, self._haves(ref), unpack_limit=unpack_limit, env=GIT_ENV)
+        fetched = fetch_objects(self.path, self.url, sha, self._haves(ref), unpack_limit=unpack_limit, env=GIT_ENV,
+                                also=also)
         if fetched.outcome is Outcome.FETCHED and not (self._loose(sha) or self.has_commit(sha)):
             # the server sent no such object (a pack of nothing: it took a have for the want)
             return Fetch(Outcome.UNSUPPORTED, f"the pack did not hold {sha[:12]}")

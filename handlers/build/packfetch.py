@@ -44,6 +44,7 @@ PACK_SECONDS = 600.0
 PACK_TIMEOUT = httpx.Timeout(PACK_SECONDS, connect=30.0)
 DEFAULT_UNPACK_LIMIT = 100
 """git's default ``fetch.unpackLimit``: a pack with fewer objects is unpacked into loose objects."""
+_OID = re.compile(r"[0-9a-f]{40}")
 HEADERS = {
     "Content-Type": "application/x-git-upload-pack-request",
     "Accept": "application/x-git-upload-pack-result",
@@ -73,18 +74,16 @@ class _Refused(Exception):
 
 
 def fetch_objects(git_dir: Path, url: str, sha: str, haves: Sequence[str], *, unpack_limit: int,
-                  env: dict[str, str]) -> Fetch:
-    """Fetch the commit ``sha`` (40 hex digits) and everything it needs from ``url`` into ``git_dir``;
-    moving a ref to it is the caller's (``Mirror``). The caller holds the mirror's lock and has
-    validated ``sha``; ``env`` is added to the git processes' environment."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or len(sha) != 40:
-        return Fetch(Outcome.UNSUPPORTED, "not an http(s) URL with a SHA-1 commit id")
-    # credentials leave the URL for the Authorization header, so no URL that is logged carries them
-    auth = httpx.BasicAuth(unquote(parts.username or ""), unquote(parts.password or "")) if parts.username else None
-    endpoint = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], path=parts.path.rstrip("/")
-                                         + "/git-upload-pack"))
-    body = fetch_request(sha, haves)
+                  env: dict[str, str], also: Sequence[str] = ()) -> Fetch:
+    """Fetch the commit ``sha`` (40 hex digits), the objects ``also`` names (tags) and everything
+    they need from ``url`` into ``git_dir``; moving refs to them is the caller's (``Mirror``). The
+    caller holds the mirror's lock and has validated the ids; ``env`` is added to the git processes'
+    environment."""
+    target = _endpoint(url)
+    if target is None or any(len(oid) != 40 for oid in (sha, *also)):
+        return Fetch(Outcome.UNSUPPORTED, "not an http(s) URL with SHA-1 object ids")
+    endpoint, auth = target
+    body = fetch_request(sha, haves, also)
     try:
         with tempfile.TemporaryFile() as errors, _Store(git_dir, env, errors) as store, \
                 _client().stream("POST", endpoint, content=body, headers=HEADERS, auth=auth) as answer:
@@ -101,11 +100,65 @@ def fetch_objects(git_dir: Path, url: str, sha: str, haves: Sequence[str], *, un
     return Fetch(Outcome.FETCHED)
 
 
-def fetch_request(sha: str, haves: Iterable[str]) -> bytes:
-    """The v2 ``fetch`` command for ``sha``, the client holding ``haves``, negotiation done at once."""
+def fetch_request(sha: str, haves: Iterable[str], also: Iterable[str] = ()) -> bytes:
+    """The v2 ``fetch`` command for ``sha`` (and ``also``), the client holding ``haves``, negotiation
+    done at once."""
     lines = [b"command=fetch\n", b"agent=git/shipline\n", None, b"thin-pack\n", b"no-progress\n", b"ofs-delta\n",
-             b"want %s\n" % sha.encode(), *(b"have %s\n" % h.encode() for h in haves), b"done\n"]
+             *(b"want %s\n" % w.encode() for w in dict.fromkeys([sha, *also])),
+             *(b"have %s\n" % h.encode() for h in haves), b"done\n"]
     return b"".join(b"0001" if line is None else pkt_line(line) for line in lines) + b"0000"
+
+
+def list_refs(url: str, prefix: str) -> tuple[Fetch, dict[str, str]]:
+    """The remote's refs under ``prefix`` (``refs/tags/``) by name, each with the object id it
+    holds (a tag object's own id, not peeled): the v2 ``ls-refs`` command, one request on the same
+    connection as the fetch. ``FETCHED`` with the refs, or why not (the caller then runs ``git fetch``)."""
+    target = _endpoint(url)
+    if target is None:
+        return Fetch(Outcome.UNSUPPORTED, "not an http(s) URL"), {}
+    endpoint, auth = target
+    lines = [b"command=ls-refs\n", b"agent=git/shipline\n", None, b"ref-prefix %s\n" % prefix.encode()]
+    body = b"".join(b"0001" if line is None else pkt_line(line) for line in lines) + b"0000"
+    try:
+        answer = _client().post(endpoint, content=body, headers=HEADERS, auth=auth)
+        kind = answer.headers.get("content-type", "")
+        if answer.status_code != 200 or not kind.startswith("application/x-git-upload-pack-result"):
+            return Fetch(Outcome.UNSUPPORTED, f"HTTP {answer.status_code} {kind or 'without a content type'}"), {}
+        return Fetch(Outcome.FETCHED), _refs(_packets([answer.content]), prefix)
+    except httpx.TransportError as exc:
+        if _tls_refused(exc):
+            return Fetch(Outcome.UNSUPPORTED, f"TLS refused ({type(exc).__name__})"), {}
+        return Fetch(Outcome.UNREACHABLE, type(exc).__name__), {}
+    except _Refused as exc:
+        return Fetch(Outcome.UNSUPPORTED, str(exc)), {}
+
+
+def _refs(packets: Iterator[bytes | None], prefix: str) -> dict[str, str]:
+    """``<oid> <name>`` lines up to the flush packet; anything else refuses the whole answer."""
+    refs: dict[str, str] = {}
+    for packet in packets:
+        if packet is None:
+            return refs
+        if packet.startswith(b"ERR "):
+            raise _Refused(f"the server refused: {_said(packet[4:])}")
+        oid, _, rest = packet.rstrip(b"\n").decode(errors="replace").partition(" ")
+        name = rest.split(" ")[0]
+        if not _OID.fullmatch(oid) or not name.startswith(prefix):
+            raise _Refused(f"not an ls-refs line: {_said(packet)}")
+        refs[name] = oid
+    raise _Refused("the ref list was not finished")
+
+
+def _endpoint(url: str) -> tuple[str, httpx.BasicAuth | None] | None:
+    """``<url>/git-upload-pack`` without user-info, and that user-info as basic auth (so no URL that
+    is logged carries it); None for anything but http(s)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return None
+    auth = httpx.BasicAuth(unquote(parts.username or ""), unquote(parts.password or "")) if parts.username else None
+    endpoint = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], path=parts.path.rstrip("/")
+                                         + "/git-upload-pack"))
+    return endpoint, auth
 
 
 def pkt_line(payload: bytes) -> bytes:

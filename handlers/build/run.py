@@ -57,10 +57,9 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     skip = build_reason(repo, event) or (None if repo.images else f"repo {repo.name} configures no images")
     if skip:
         return replace(report, nothing_to_build_reason=skip)
-    tagged = needs_describe(repo.images, event)  # describe reads the remote's tags: fetch every ref
+    tagged = needs_describe(repo.images, event)  # describe reads the remote's tags: bring them too
     pings = _ping_registries(repo.images, registries)  # their round trips overlap the fetch's
-    mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url,
-                         want=None if tagged else Want(sha, event.ref))
+    mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url, want=Want(sha, event.ref, tags=tagged))
     # every image's content key, read by its own git process while this one reads the commit
     keys = _BESIDE.submit(context_keys, mirror, sha, [(i, dockerfile_path(i)) for i in repo.images])
     facts = commit_facts(mirror, sha)

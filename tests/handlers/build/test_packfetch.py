@@ -14,10 +14,22 @@ from pathlib import Path
 
 import pytest
 
+import handlers.build.mirror as mirror_module
 from devstack.kubepki import ensure_pki
 from devstack.stack import Stack
 from handlers.build.mirror import GIT_ENV, Mirror, Want
-from handlers.build.packfetch import Outcome, _pack_data, _packets, _Refused, fetch_objects, pkt_line
+from handlers.build.packfetch import (
+    Fetch,
+    Outcome,
+    _pack_data,
+    _packets,
+    _refs,
+    _Refused,
+    fetch_objects,
+    list_refs,
+    pkt_line,
+)
+from handlers.build.tags import describe
 from tests.handlers.build.conftest import GIT, AppRepo, git, mirror
 
 
@@ -38,6 +50,75 @@ def test_the_usual_push_is_fetched_in_one_request_into_its_ref(app: AppRepo) -> 
     assert not (m.path / "refs" / "heads" / "main.lock").exists()
     assert (m.path / "objects" / sha[:2] / sha[2:]).is_file(), "a small pack is unpacked, as git fetch does"
     m.run("fsck", "--connectivity-only", "--no-dangling")
+
+
+def test_a_describe_build_brings_the_commit_and_the_tags_in_two_requests(app: AppRepo) -> None:
+    """New, moved and deleted tags end as the remote has them (as ``git fetch --prune`` left them)."""
+    m = mirror(app)
+    app.push_tag("1.0.0", annotated=True)
+    app.push_tag("0.9.0")
+    app.commit({"frontend/x": "after 1.0.0"})
+    app.push("main")
+    m.fetch()
+    git(app.work, "push", "-q", "origin", ":refs/tags/0.9.0")
+    git(app.work, "tag", "-f", "-a", "-m", "moved", "1.0.0", "HEAD~1")
+    git(app.work, "push", "-q", "--force", "origin", "refs/tags/1.0.0")
+    app.push_tag("1.1.0", annotated=True)
+    sha = app.commit({"frontend/x": "after 1.1.0"})
+    pushed = app.push("main")
+    seen = len(requests_for(app))
+    fetched = mirror(app, Want(pushed.after, pushed.ref, tags=True))
+    assert requests_for(app)[seen:] == [f"POST /app-{app.uid}.git/git-upload-pack"] * 2, "ls-refs, then fetch"
+    assert fetched.run("rev-parse", "refs/heads/main") == sha
+    remote = git(app.work, "ls-remote", "--tags", "origin", "refs/tags/*[0-9]")
+    assert fetched.run("for-each-ref", "--format=%(objectname)\t%(refname)", "refs/tags/") == remote
+    assert describe(fetched, sha) == f"1.1.0-1-g{sha[:7]}"
+    again = len(requests_for(app))
+    mirror(app, Want(pushed.after, pushed.ref, tags=True))
+    assert requests_for(app)[again:] == [f"POST /app-{app.uid}.git/git-upload-pack"], "nothing new: ls-refs alone"
+    m.run("fsck", "--connectivity-only", "--no-dangling")
+
+
+def test_the_tags_are_listed_by_ls_refs_or_why_not(app: AppRepo) -> None:
+    tagged = app.push_tag("2.0.0")
+    listed, refs = list_refs(app.url, "refs/tags/")
+    assert listed.outcome is Outcome.FETCHED and refs == {"refs/tags/2.0.0": tagged.after}
+    missing, refs = list_refs(app.url.replace(f"app-{app.uid}", f"gone-{app.uid}"), "refs/tags/")
+    assert missing.outcome is Outcome.UNSUPPORTED and missing.why.startswith("HTTP 404") and refs == {}
+    unreachable, _ = list_refs("http://user:s3cret@127.0.0.1:1/app.git", "refs/tags/")
+    assert unreachable.outcome is Outcome.UNREACHABLE and "s3cret" not in unreachable.why
+    assert list_refs("ssh://git@127.0.0.1/app.git", "refs/tags/")[0].outcome is Outcome.UNSUPPORTED
+
+
+def test_tags_not_listed_in_one_request_are_fetched_by_git(app: AppRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server without protocol v2 (stood in for by a refused ``ls-refs``): ``git fetch --prune``."""
+    m = mirror(app)
+    app.push_tag("3.0.0")
+    sha = app.commit({"frontend/x": "after 3.0.0"})
+    pushed = app.push("main")
+    monkeypatch.setattr(mirror_module, "list_refs", lambda url, prefix: (Fetch(Outcome.UNSUPPORTED, "v0 only"), {}))
+    seen = len(requests_for(app))
+    fetched = mirror(app, Want(pushed.after, pushed.ref, tags=True))
+    assert requests_for(app)[seen].startswith(f"GET /app-{app.uid}.git/info/refs"), "git fetch"
+    assert describe(fetched, sha) == f"3.0.0-1-g{sha[:7]}"
+    assert m.run("rev-parse", "refs/heads/main") == sha
+
+
+@pytest.mark.parametrize(("answer", "why"), [
+    (pkt_line(b"ERR not allowed\n") + b"0000", "the server refused: not allowed"),
+    (pkt_line(b"zz refs/tags/1\n") + b"0000", "not an ls-refs line"),
+    (pkt_line(b"%s refs/heads/main\n" % (b"a" * 40)) + b"0000", "not an ls-refs line"),
+    (pkt_line(b"%s refs/tags/1\n" % (b"a" * 40)), "the ref list was not finished"),
+])
+def test_an_ls_refs_answer_that_is_not_a_ref_list_is_refused(answer: bytes, why: str) -> None:
+    with pytest.raises(_Refused, match=why):
+        _refs(_packets([answer]), "refs/tags/")
+
+
+def test_an_ls_refs_answer_is_read_with_its_peeled_ids_ignored() -> None:
+    a, b = "a" * 40, "b" * 40
+    answer = pkt_line(f"{a} refs/tags/1.0.0 peeled:{b}\n".encode()) + pkt_line(f"{b} refs/tags/2\n".encode()) + b"0000"
+    assert _refs(_packets([answer]), "refs/tags/") == {"refs/tags/1.0.0": a, "refs/tags/2": b}
 
 
 def test_a_pack_missing_what_it_leans_on_writes_no_commit_and_moves_no_ref(app: AppRepo) -> None:
