@@ -52,7 +52,7 @@ def test_the_usual_push_is_fetched_in_one_request_into_its_ref(app: AppRepo) -> 
     m.run("fsck", "--connectivity-only", "--no-dangling")
 
 
-def test_a_describe_build_brings_the_commit_and_the_tags_in_two_requests(app: AppRepo) -> None:
+def test_a_describe_build_lists_the_tags_beside_the_fetch_and_fetches_new_ones(app: AppRepo) -> None:
     """New, moved and deleted tags end as the remote has them (as ``git fetch --prune`` left them)."""
     m = mirror(app)
     app.push_tag("1.0.0", annotated=True)
@@ -68,7 +68,8 @@ def test_a_describe_build_brings_the_commit_and_the_tags_in_two_requests(app: Ap
     pushed = app.push("main")
     seen = len(requests_for(app))
     fetched = mirror(app, Want(pushed.after, pushed.ref, tags=True))
-    assert requests_for(app)[seen:] == [f"POST /app-{app.uid}.git/git-upload-pack"] * 2, "ls-refs, then fetch"
+    assert requests_for(app)[seen:] == [f"POST /app-{app.uid}.git/git-upload-pack"] * 3, \
+        "ls-refs beside the commit's fetch, then one fetch for the tags' objects"
     assert fetched.run("rev-parse", "refs/heads/main") == sha
     remote = git(app.work, "ls-remote", "--tags", "origin", "refs/tags/*[0-9]")
     assert fetched.run("for-each-ref", "--format=%(objectname)\t%(refname)", "refs/tags/") == remote
@@ -76,6 +77,11 @@ def test_a_describe_build_brings_the_commit_and_the_tags_in_two_requests(app: Ap
     again = len(requests_for(app))
     mirror(app, Want(pushed.after, pushed.ref, tags=True))
     assert requests_for(app)[again:] == [f"POST /app-{app.uid}.git/git-upload-pack"], "nothing new: ls-refs alone"
+    usual = app.commit({"frontend/x": "no tag changed"})
+    pushed = app.push("main")
+    again = len(requests_for(app))
+    assert describe(mirror(app, Want(pushed.after, pushed.ref, tags=True)), usual) == f"1.1.0-2-g{usual[:7]}"
+    assert requests_for(app)[again:] == [f"POST /app-{app.uid}.git/git-upload-pack"] * 2, "ls-refs beside the fetch"
     m.run("fsck", "--connectivity-only", "--no-dangling")
 
 
@@ -99,7 +105,7 @@ def test_tags_not_listed_in_one_request_are_fetched_by_git(app: AppRepo, monkeyp
     monkeypatch.setattr(mirror_module, "list_refs", lambda url, prefix: (Fetch(Outcome.UNSUPPORTED, "v0 only"), {}))
     seen = len(requests_for(app))
     fetched = mirror(app, Want(pushed.after, pushed.ref, tags=True))
-    assert requests_for(app)[seen].startswith(f"GET /app-{app.uid}.git/info/refs"), "git fetch"
+    assert f"GET /app-{app.uid}.git/info/refs?service=git-upload-pack" in requests_for(app)[seen:], "git fetch"
     assert describe(fetched, sha) == f"3.0.0-1-g{sha[:7]}"
     assert m.run("rev-parse", "refs/heads/main") == sha
 
