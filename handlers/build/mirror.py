@@ -147,11 +147,12 @@ class Mirror:
                      fetched.why)
             return False
         moved, gone = changes
-        if moved:
-            fetched = self._fetch_objects(sorted(set(moved.values())), ref)
+        missing = sorted(oid for oid in set(moved.values()) if not self._loose(oid))  # a tag push's came already
+        if missing:
+            fetched = self._fetch_objects(missing, ref)
             if fetched.outcome is not Outcome.FETCHED:
                 log.info("mirror %s: %d new or moved tag(s) not fetched in one request (%s); git fetch instead",
-                         self.path.name, len(moved), fetched.why)
+                         self.path.name, len(missing), fetched.why)
                 return False
         return self._set_tags(moved, gone)
 
@@ -168,13 +169,19 @@ class Mirror:
             log.info("mirror %s: %s; git fetch instead", self.path.name, exc)
             return None
         local = self._local_tags()
+        if local is None:
+            return None
         return {name: oid for name, oid in remote.items() if local.get(name) != oid}, sorted(set(local) - set(remote))
 
-    def _local_tags(self) -> dict[str, str]:
-        """By its own process, not GitPython's: this runs beside the fetch (``_fetched_with_tags``)."""
+    def _local_tags(self) -> dict[str, str] | None:
+        """By its own process, not GitPython's: this runs beside the fetch (``_fetched_with_tags``).
+        None (logged) if git cannot list them: the full fetch will say why."""
         done = subprocess.run(["git", "--git-dir", str(self.path), "for-each-ref", "--format=%(objectname) %(refname)",
                                "refs/tags/"], capture_output=True, text=True, env={**os.environ, **GIT_ENV},
-                              timeout=GIT_TIMEOUT_SECONDS, check=True)
+                              timeout=GIT_TIMEOUT_SECONDS, check=False)
+        if done.returncode != 0:
+            log.info("mirror %s: tags not read (%s); git fetch instead", self.path.name, done.stderr.strip()[-300:])
+            return None
         return {name: oid for oid, _, name in (line.partition(" ") for line in done.stdout.splitlines())}
 
     def _set_tags(self, moved: dict[str, str], gone: Sequence[str]) -> bool:

@@ -129,6 +129,8 @@ def list_refs(url: str, prefix: str) -> tuple[Fetch, dict[str, str]]:
         if _tls_refused(exc):
             return Fetch(Outcome.UNSUPPORTED, f"TLS refused ({type(exc).__name__})"), {}
         return Fetch(Outcome.UNREACHABLE, type(exc).__name__), {}
+    except httpx.HTTPError as exc:  # an answer this client cannot read (its encoding): git may
+        return Fetch(Outcome.UNSUPPORTED, type(exc).__name__), {}
     except _Refused as exc:
         return Fetch(Outcome.UNSUPPORTED, str(exc)), {}
 

@@ -82,6 +82,11 @@ def test_a_describe_build_lists_the_tags_beside_the_fetch_and_fetches_new_ones(a
     again = len(requests_for(app))
     assert describe(mirror(app, Want(pushed.after, pushed.ref, tags=True)), usual) == f"1.1.0-2-g{usual[:7]}"
     assert requests_for(app)[again:] == [f"POST /app-{app.uid}.git/git-upload-pack"] * 2, "ls-refs beside the fetch"
+    release = app.push_tag("1.2.0", annotated=True)
+    again = len(requests_for(app))
+    assert describe(mirror(app, Want(release.after, release.ref, tags=True)), release.after) == "1.2.0"
+    assert requests_for(app)[again:] == [f"POST /app-{app.uid}.git/git-upload-pack"] * 2, \
+        "a tag push: its tag object came with the fetch, so no second one"
     m.run("fsck", "--connectivity-only", "--no-dangling")
 
 
