@@ -12,6 +12,7 @@ import base64
 import functools
 import re
 import ssl
+import threading
 from dataclasses import dataclass, field
 
 import httpx
@@ -179,6 +180,31 @@ class RegistryClient:
             raise PushDenied(f"token endpoint for {self.base} answered {answer.status_code}")
         data = answer.json()
         return str(data.get("token") or data.get("access_token") or "")
+
+
+_kept: dict[tuple[str, bool], RegistryClient] = {}
+_kept_lock = threading.Lock()
+
+
+def ping_kept(host: str, *, insecure: bool) -> None:
+    """``RegistryClient.ping`` on a client kept per host for the process's life, so a remote
+    registry's TCP and TLS handshakes are paid once per worker, not once per build (a build's ping
+    runs beside its fetch: on a new connection it took longer than the fetch). A failure gets one
+    more try on a new client: the registry may have closed the kept connection meanwhile."""
+    for attempt in (1, 2):
+        with _kept_lock:
+            client = _kept.get((host, insecure))
+            if client is None:
+                client = _kept[(host, insecure)] = RegistryClient(host, insecure=insecure)
+        try:
+            client.ping()
+            return
+        except RegistryUnavailable:
+            with _kept_lock:  # not closed here: another build's ping may be using it right now
+                if _kept.get((host, insecure)) is client:
+                    del _kept[(host, insecure)]
+            if attempt == 2:
+                raise
 
 
 def client_for(image: ImageRef, registries: list[RegistryConfig]) -> RegistryClient:
