@@ -281,6 +281,13 @@ def test_a_private_gitea_repo_is_fetched_in_one_request_with_the_url_credentials
     with caplog.at_level(logging.INFO, logger="shipline.build"):
         got = Mirror.open(state_dir=stack.state_dir, name=name, url=with_token, want=Want(sha, "refs/heads/main"))
     assert got.run("rev-parse", "refs/heads/main") == sha
+    for argv in (["tag", "-a", "-m", "release", "4.0.0"], ["push", "-q", "origin", "refs/tags/4.0.0"]):
+        subprocess.run([*GIT, "-C", str(work), *argv], check=True, capture_output=True, env=env)
+    after = pushed("three")
+    with caplog.at_level(logging.INFO, logger="shipline.build"):
+        tagged = Mirror.open(state_dir=stack.state_dir, name=name, url=with_token,
+                             want=Want(after, "refs/heads/main", tags=True))
+    assert describe(tagged, after) == f"4.0.0-1-g{after[:7]}", "Gitea lists the tags by ls-refs"
     assert not [r for r in caplog.records if "git fetch instead" in r.getMessage()], "no fallback"
     assert gitea.token not in caplog.text
 
