@@ -16,6 +16,8 @@ error, a server-side ``ERR``, a refused object) is ``UNSUPPORTED`` and the calle
 fetch``, which speaks every protocol and knows the user's git config (credential helpers, proxies,
 CA files); a connection that fails or times out is ``UNREACHABLE``, which ``git fetch`` would be too.
 Only http(s) URLs are tried; credentials in the URL are sent as HTTP basic auth, as git sends them.
+A build that tags with ``{describe}`` also lists the remote's tags with the v2 ``ls-refs`` command
+(``list_refs``), and fetches the objects of new ones with the same ``fetch`` command (``also``).
 """
 
 from __future__ import annotations
@@ -111,8 +113,8 @@ def fetch_request(sha: str, haves: Iterable[str], also: Iterable[str] = ()) -> b
 
 def list_refs(url: str, prefix: str) -> tuple[Fetch, dict[str, str]]:
     """The remote's refs under ``prefix`` (``refs/tags/``) by name, each with the object id it
-    holds (a tag object's own id, not peeled): the v2 ``ls-refs`` command, one request on the same
-    connection as the fetch. ``FETCHED`` with the refs, or why not (the caller then runs ``git fetch``)."""
+    holds (a tag object's own id, not peeled): the v2 ``ls-refs`` command, one request from the same
+    kept client as the fetch. ``FETCHED`` with the refs, or why not (the caller then runs ``git fetch``)."""
     target = _endpoint(url)
     if target is None:
         return Fetch(Outcome.UNSUPPORTED, "not an http(s) URL"), {}
