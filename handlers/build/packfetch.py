@@ -89,14 +89,12 @@ def fetch_objects(git_dir: Path, url: str, sha: str, haves: Sequence[str], *, un
     try:
         with tempfile.TemporaryFile() as errors, _Store(git_dir, env, errors) as store, \
                 _client().stream("POST", endpoint, content=body, headers=HEADERS, auth=auth) as answer:
-            kind = answer.headers.get("content-type", "")
-            if answer.status_code != 200 or not kind.startswith("application/x-git-upload-pack-result"):
-                return Fetch(Outcome.UNSUPPORTED, f"HTTP {answer.status_code} {kind or 'without a content type'}")
+            refused = _not_a_result(answer)
+            if refused is not None:
+                return refused
             store.write(_pack_data(_packets(answer.iter_bytes())), unpack_limit)
     except httpx.TransportError as exc:
-        if _tls_refused(exc):  # git may trust what this client does not (http.sslCAInfo): let it try
-            return Fetch(Outcome.UNSUPPORTED, f"TLS refused ({type(exc).__name__})")
-        return Fetch(Outcome.UNREACHABLE, type(exc).__name__)
+        return _no_answer(exc)
     except _Refused as exc:
         return Fetch(Outcome.UNSUPPORTED, str(exc))
     return Fetch(Outcome.FETCHED)
@@ -108,7 +106,7 @@ def fetch_request(sha: str, haves: Iterable[str], also: Iterable[str] = ()) -> b
     lines = [b"command=fetch\n", b"agent=git/shipline\n", None, b"thin-pack\n", b"no-progress\n", b"ofs-delta\n",
              *(b"want %s\n" % w.encode() for w in dict.fromkeys([sha, *also])),
              *(b"have %s\n" % h.encode() for h in haves), b"done\n"]
-    return b"".join(b"0001" if line is None else pkt_line(line) for line in lines) + b"0000"
+    return _command(lines)
 
 
 def list_refs(url: str, prefix: str) -> tuple[Fetch, dict[str, str]]:
@@ -119,18 +117,15 @@ def list_refs(url: str, prefix: str) -> tuple[Fetch, dict[str, str]]:
     if target is None:
         return Fetch(Outcome.UNSUPPORTED, "not an http(s) URL"), {}
     endpoint, auth = target
-    lines = [b"command=ls-refs\n", b"agent=git/shipline\n", None, b"ref-prefix %s\n" % prefix.encode()]
-    body = b"".join(b"0001" if line is None else pkt_line(line) for line in lines) + b"0000"
+    body = _command([b"command=ls-refs\n", b"agent=git/shipline\n", None, b"ref-prefix %s\n" % prefix.encode()])
     try:
         answer = _client().post(endpoint, content=body, headers=HEADERS, auth=auth)
-        kind = answer.headers.get("content-type", "")
-        if answer.status_code != 200 or not kind.startswith("application/x-git-upload-pack-result"):
-            return Fetch(Outcome.UNSUPPORTED, f"HTTP {answer.status_code} {kind or 'without a content type'}"), {}
+        refused = _not_a_result(answer)
+        if refused is not None:
+            return refused, {}
         return Fetch(Outcome.FETCHED), _refs(_packets([answer.content]), prefix)
     except httpx.TransportError as exc:
-        if _tls_refused(exc):
-            return Fetch(Outcome.UNSUPPORTED, f"TLS refused ({type(exc).__name__})"), {}
-        return Fetch(Outcome.UNREACHABLE, type(exc).__name__), {}
+        return _no_answer(exc), {}
     except httpx.HTTPError as exc:  # an answer this client cannot read (its encoding): git may
         return Fetch(Outcome.UNSUPPORTED, type(exc).__name__), {}
     except _Refused as exc:
@@ -151,6 +146,27 @@ def _refs(packets: Iterator[bytes | None], prefix: str) -> dict[str, str]:
             raise _Refused(f"not an ls-refs line: {_said(packet)}")
         refs[name] = oid
     raise _Refused("the ref list was not finished")
+
+
+def _command(lines: Sequence[bytes | None]) -> bytes:
+    """A v2 command's request body: each line a pkt-line, None the delimiter, then a flush."""
+    return b"".join(b"0001" if line is None else pkt_line(line) for line in lines) + b"0000"
+
+
+def _not_a_result(answer: httpx.Response) -> Fetch | None:
+    """``UNSUPPORTED`` with the status and content type, unless this is an upload-pack result."""
+    kind = answer.headers.get("content-type", "")
+    if answer.status_code != 200 or not kind.startswith("application/x-git-upload-pack-result"):
+        return Fetch(Outcome.UNSUPPORTED, f"HTTP {answer.status_code} {kind or 'without a content type'}")
+    return None
+
+
+def _no_answer(exc: httpx.TransportError) -> Fetch:
+    """A refused certificate is ``UNSUPPORTED`` (git may trust what this client does not:
+    ``http.sslCAInfo``, so let it try); anything else ``UNREACHABLE``."""
+    if _tls_refused(exc):
+        return Fetch(Outcome.UNSUPPORTED, f"TLS refused ({type(exc).__name__})")
+    return Fetch(Outcome.UNREACHABLE, type(exc).__name__)
 
 
 def _endpoint(url: str) -> tuple[str, httpx.BasicAuth | None] | None:
