@@ -174,11 +174,8 @@ class Mirror:
         return {name: oid for name, oid in remote.items() if local.get(name) != oid}, sorted(set(local) - set(remote))
 
     def _local_tags(self) -> dict[str, str] | None:
-        """By its own process, not GitPython's: this runs beside the fetch (``_fetched_with_tags``).
-        None (logged) if git cannot list them: the full fetch will say why."""
-        done = subprocess.run(["git", "--git-dir", str(self.path), "for-each-ref", "--format=%(objectname) %(refname)",
-                               "refs/tags/"], capture_output=True, text=True, env={**os.environ, **GIT_ENV},
-                              timeout=GIT_TIMEOUT_SECONDS, check=False)
+        """None (logged) if git cannot list them: the full fetch will say why."""
+        done = self._git("for-each-ref", "--format=%(objectname) %(refname)", "refs/tags/")
         if done.returncode != 0:
             log.info("mirror %s: tags not read (%s); git fetch instead", self.path.name, done.stderr.strip()[-300:])
             return None
@@ -191,12 +188,16 @@ class Mirror:
             return True
         script = "".join(f"update {name} {oid}\n" for name, oid in sorted(moved.items()))
         script += "".join(f"delete {name}\n" for name in gone)
-        done = subprocess.run(["git", "--git-dir", str(self.path), "update-ref", "--stdin"], input=script,
-                              capture_output=True, text=True, env={**os.environ, **GIT_ENV},
-                              timeout=GIT_TIMEOUT_SECONDS, check=False)
+        done = self._git("update-ref", "--stdin", stdin=script)
         if done.returncode != 0:
             log.info("mirror %s: tags not moved (%s); git fetch instead", self.path.name, done.stderr.strip()[-300:])
         return done.returncode == 0
+
+    def _git(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``git <args>`` in the mirror as a plain process (not GitPython's: the tag steps run beside
+        the fetch, in another thread); the caller reads its status."""
+        return subprocess.run(["git", "--git-dir", str(self.path), *args], input=stdin, capture_output=True, text=True,
+                              env={**os.environ, **GIT_ENV}, timeout=GIT_TIMEOUT_SECONDS, check=False)
 
     def _fetch_objects(self, oids: Sequence[str], ref: str) -> Fetch:
         """``handlers.build.packfetch`` for ``oids`` (no ref moved), offering the tips of ``ref`` and
