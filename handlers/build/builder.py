@@ -45,7 +45,7 @@ from handlers.build.errors import (
 )
 from handlers.build.labels import with_labels
 from handlers.build.process import ProcessTimedOut, run_logged
-from handlers.build.registry import credentials
+from handlers.build.registry import credentials, is_insecure
 from handlers.errors import PermanentError
 from handlers.images import ImageRef
 from handlers.settings import RegistryConfig
@@ -173,8 +173,7 @@ class BuildahBuilder:
                 "--storage-driver", self.storage_driver]
 
     def _insecure(self, image: str) -> bool:
-        host = ImageRef.parse(image).host
-        return any(r.host == host and r.insecure for r in self.registries)
+        return is_insecure(ImageRef.parse(image).host, self.registries)
 
     def _common(self, spec: BuildSpec, authfile: Path | None) -> list[str]:
         flags = [f"--tls-verify={'false' if self._insecure(spec.image) else 'true'}"]

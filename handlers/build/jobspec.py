@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from handlers.build.builder import BuildSpec, GitSource
+from handlers.build.registry import is_insecure
 from handlers.errors import PermanentError
 from handlers.images import ImageRef
 from handlers.settings import JobBuildSettings, RegistryConfig
@@ -151,8 +152,7 @@ def _pod_spec(spec: BuildSpec, source: GitSource, settings: JobBuildSettings,
 
 
 def _env(spec: BuildSpec, source: GitSource, registries: list[RegistryConfig]) -> list[dict[str, str]]:
-    host = ImageRef.parse(spec.image).host
-    insecure = any(r.host == host and r.insecure for r in registries)
+    insecure = is_insecure(ImageRef.parse(spec.image).host, registries)
     values = {
         "SHIPLINE_GIT_URL": source.url, "SHIPLINE_SHA": source.sha, "SHIPLINE_CONTEXT": source.context,
         "SHIPLINE_DOCKERFILE": source.dockerfile, "SHIPLINE_TLS_VERIFY": "false" if insecure else "true",

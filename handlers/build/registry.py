@@ -207,6 +207,11 @@ def ping_kept(host: str, *, insecure: bool) -> None:
                 raise
 
 
+def is_insecure(host: str, registries: list[RegistryConfig]) -> bool:
+    """Whether ``host`` is configured as plain HTTP without TLS checks (``insecure: true``)."""
+    return any(r.host == host and r.insecure for r in registries)
+
+
 def client_for(image: ImageRef, registries: list[RegistryConfig]) -> RegistryClient:
     config = next((r for r in registries if r.host == image.host), None)
     return RegistryClient(image.host, insecure=bool(config and config.insecure), creds=credentials(config))

@@ -27,7 +27,7 @@ from handlers.build.cache import BuildIndex, context_key, context_keys, reusable
 from handlers.build.changes import ParentDiff, changed_images, context_dir, dockerfile_path
 from handlers.build.errors import BuildFailed, Superseded
 from handlers.build.mirror import Mirror, Want
-from handlers.build.registry import client_for, ping_kept, registry_image
+from handlers.build.registry import client_for, is_insecure, ping_kept, registry_image
 from handlers.build.report import BuildIncomplete, BuildReport, ImageResult
 from handlers.build.tags import TagValues, needs_describe, render, templates_for, values_for
 from handlers.build.workspace import checkout_dir, kept_context
@@ -248,7 +248,7 @@ def _ping_registries(images: Sequence[ImageBuildConfig], registries: list[Regist
 
 def ping(ref: ImageRef, registries: list[RegistryConfig]) -> None:
     """``RegistryUnavailable`` unless ``ref``'s registry answers ``GET /v2/`` (``ping_kept``)."""
-    ping_kept(ref.host, insecure=any(r.host == ref.host and r.insecure for r in registries))
+    ping_kept(ref.host, insecure=is_insecure(ref.host, registries))
 
 
 def public_url(url: str) -> str:
