@@ -244,16 +244,12 @@ def fetch_floor(app: AppRepo, state: Path, rounds: int) -> FetchRounds:
     import httpx
 
     from handlers.build.mirror import Mirror, Want
-    from handlers.build.packfetch import HEADERS, fetch_request
 
     def by_mirror(event: Any) -> None:
         Mirror.open(state_dir=state, name="floor", url=app.url, want=Want(event.after, event.ref))
 
     def by_request(event: Any) -> None:  # the mirror holds the push's parent: it was fetched last round
-        answer = client.post(f"{app.url}/git-upload-pack", content=fetch_request(event.after, [event.before]),
-                             headers=HEADERS)
-        if answer.status_code != 200 or b"packfile" not in answer.content:
-            raise RuntimeError(f"the v2 fetch request failed: HTTP {answer.status_code}")
+        one_fetch_request(client, app.url, event)
 
     mirror: list[float] = []
     request: list[float] = []
@@ -267,6 +263,16 @@ def fetch_floor(app: AppRepo, state: Path, rounds: int) -> FetchRounds:
                 if n:  # the first round warms both
                     bucket.append(time.perf_counter() - began)
     return FetchRounds(mirror, request)
+
+
+def one_fetch_request(client: Any, url: str, event: Any) -> None:
+    """The floor of any builder that fetches: one protocol v2 ``fetch`` request for the pushed
+    commit, its parent offered as ``have``, from ``client`` (an ``httpx.Client`` kept across rounds)."""
+    from handlers.build.packfetch import HEADERS, fetch_request
+
+    answer = client.post(f"{url}/git-upload-pack", content=fetch_request(event.after, [event.before]), headers=HEADERS)
+    if answer.status_code != 200 or b"packfile" not in answer.content:
+        raise RuntimeError(f"the v2 fetch request failed: HTTP {answer.status_code}")
 
 
 @dataclass(frozen=True)
@@ -341,7 +347,6 @@ def remote_rounds(built: BuildStack, driver: str, rounds: int, latency_ms: int =
 
     from devstack.process import free_port
     from devstack.toxiproxy import Toxiproxy
-    from handlers.build.packfetch import HEADERS, fetch_request
     from handlers.build.run import build_push
     from handlers.settings import BuildSettings, RegistryConfig, RepoConfig
 
@@ -372,10 +377,7 @@ def remote_rounds(built: BuildStack, driver: str, rounds: int, latency_ms: int =
             if [i.status for i in report.images] != ["built"]:
                 raise RuntimeError(f"build_push did not build: {report.to_dict()}")
             began = time.perf_counter()
-            answer = client.post(f"{url}/git-upload-pack", content=fetch_request(event.after, [event.before]),
-                                 headers=HEADERS)
-            if answer.status_code != 200 or b"packfile" not in answer.content:
-                raise RuntimeError(f"the v2 fetch request failed: HTTP {answer.status_code}")
+            one_fetch_request(client, url, event)
             if n:  # the first round pulls the base image and opens the connections
                 request.append(time.perf_counter() - began)
                 own.append(total - sum(split["bud"]) - sum(split["push"]))
