@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -275,3 +276,26 @@ def test_a_push_of_several_commits_or_a_merge_diffs_the_whole_push(app: AppRepo,
     facts = commit_facts(m, merged.after)
     assert facts.parent_diff is not None and facts.parent_diff.parent == pushed.after
     assert changed_images(m, images, merged, facts.parent_diff).images == (images[1].name,)
+
+
+def test_a_mirror_follows_a_moved_url_and_a_fresh_clone_at_its_path(app: AppRepo) -> None:
+    """The worker keeps each mirror's ``Repo`` and reads the config once per open: neither may
+    keep a URL the config moved away from, nor a mirror that was removed and cloned again."""
+    m = mirror(app)
+    moved = app.url.replace("127.0.0.1", "localhost")
+    sha = app.commit({"frontend/x": "moved"})
+    pushed = app.push("main")
+    reopened = Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=moved,
+                           want=Want(pushed.after, pushed.ref))
+    assert reopened.run("config", "remote.origin.url") == moved and reopened.origin_url() == moved
+    assert reopened.run("rev-parse", "refs/heads/main") == sha
+    shutil.rmtree(m.path)
+    again = app.commit({"frontend/x": "after the clone was removed"})
+    pushed = app.push("main")
+    fresh = Mirror.open(state_dir=app.stack.state_dir, name=f"app-{app.uid}", url=app.url,
+                        want=Want(pushed.after, pushed.ref))
+    assert fresh.path == m.path and fresh.origin_url() == app.url
+    assert fresh.run("rev-parse", "refs/heads/main") == again
+    newer = app.commit({"frontend/x": "fetched into the fresh clone"})
+    pushed = app.push("main")
+    assert mirror(app, Want(pushed.after, pushed.ref)).run("rev-parse", "refs/heads/main") == newer
