@@ -273,7 +273,7 @@ class Mirror:
             raise GitUnavailable(f"git fetch {self.url} failed: {_stderr(exc)}") from exc
 
     def origin_url(self) -> str | None:
-        """``remote.origin.url``, read from the config file (no git process)."""
+        """``remote.origin.url``, from git's config as ``_config`` read it (no git process)."""
         return self._config().origin_url
 
     def has_commit(self, sha: str) -> bool:
