@@ -176,7 +176,8 @@ def test_dry_run_reports_changes_but_writes_nothing(
 
     assert [r.name for r in result.applied] == ["settings"] and result.dry_run
     names = {c.metadata.name for c in client.CoreV1Api(api).list_namespaced_config_map(namespace).items}
-    assert names == {"kube-root-ca.crt"}
+    # the controller-manager adds kube-root-ca.crt to a new namespace when it gets to it: not ours
+    assert names - {"kube-root-ca.crt"} == set()
     assert read_inventory(KubeApi(api), env) is None
 
 
