@@ -27,13 +27,18 @@ def api(kube_cluster: KubeCluster) -> Iterator[client.ApiClient]:
 
 @pytest.fixture
 def namespace(api: client.ApiClient, request: pytest.FixtureRequest) -> str:
-    """A fresh namespace named after the test (with its default ServiceAccount, for Pods)."""
+    """A fresh namespace named after the test, settled: with its default ServiceAccount (for Pods)
+    and its ``kube-root-ca.crt`` ConfigMap, so neither appears in the middle of a test that counts
+    or versions what the namespace holds."""
     name = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.removeprefix("test_").lower())[:50].strip("-")
     core = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": name}})
-    deadline = time.monotonic() + 120  # the controller-manager makes it; slow on a loaded machine
+    deadline = time.monotonic() + 120  # the controller-manager makes both; slow on a loaded machine
     while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
         assert time.monotonic() < deadline, "default ServiceAccount never appeared"
+        time.sleep(0.1)
+    while not core.list_namespaced_config_map(name, field_selector="metadata.name=kube-root-ca.crt").items:
+        assert time.monotonic() < deadline, "kube-root-ca.crt never appeared"
         time.sleep(0.1)
     return name
 
