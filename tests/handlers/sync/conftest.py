@@ -34,12 +34,11 @@ def namespace(api: client.ApiClient, request: pytest.FixtureRequest) -> str:
     core = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": name}})
     deadline = time.monotonic() + 120  # the controller-manager makes both; slow on a loaded machine
-    while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
-        assert time.monotonic() < deadline, "default ServiceAccount never appeared"
-        time.sleep(0.1)
-    while not core.list_namespaced_config_map(name, field_selector="metadata.name=kube-root-ca.crt").items:
-        assert time.monotonic() < deadline, "kube-root-ca.crt never appeared"
-        time.sleep(0.1)
+    for listed, wanted, what in ((core.list_namespaced_service_account, "default", "default ServiceAccount"),
+                                 (core.list_namespaced_config_map, "kube-root-ca.crt", "kube-root-ca.crt")):
+        while not listed(name, field_selector=f"metadata.name={wanted}").items:
+            assert time.monotonic() < deadline, f"{what} never appeared"
+            time.sleep(0.1)
     return name
 
 
