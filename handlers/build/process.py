@@ -40,25 +40,59 @@ class ProcessTimedOut(Exception):
 def run_logged(argv: Sequence[str], *, log: Path, timeout: float, should_continue: Callable[[], bool],
                env: Mapping[str, str] | None = None) -> int:
     """Exit status of ``argv``; raises ``ProcessTimedOut`` or ``Superseded`` after stopping it."""
-    running = log.parent / RUNNING_DIR
-    orphans.reap(running)
-    with log.open("ab") as out:
-        out.write(f"$ {shlex.join(argv)}\n".encode())
-        out.flush()
-        spawned, preexec = orphans.dying_with_parent(argv, os.getpid())
-        proc = subprocess.Popen(spawned, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=dict(env) if env is not None else None,
-                                # preexec_fn (no setpriv here) with threads around: it only calls prctl
-                                preexec_fn=preexec)
-        record = orphans.Running.register(running, proc.pid)
+    with LoggedProcess(argv, log=log, env=env) as running:
+        return running.wait(timeout, should_continue)
+
+
+class LoggedProcess:
+    """``argv`` started now, writing into ``log``; ``wait`` for it, and leaving the block (or
+    ``close``) stops it if it still runs and logs its exit."""
+
+    def __init__(self, argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None) -> None:
+        running = log.parent / RUNNING_DIR
+        orphans.reap(running)
+        self.log = log
+        self._out = log.open("ab")
         try:
-            return _wait(proc, time.monotonic() + timeout, should_continue)
-        finally:
-            if proc.returncode is None:
-                stop_group(proc)
-            out.write(f"# exit {proc.returncode}\n".encode())
-            if record is not None:
-                record.unlink(missing_ok=True)
+            self._out.write(f"$ {shlex.join(argv)}\n".encode())
+            self._out.flush()
+            spawned, preexec = orphans.dying_with_parent(argv, os.getpid())
+            self.proc = subprocess.Popen(spawned, stdin=subprocess.DEVNULL, stdout=self._out,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         env=dict(env) if env is not None else None,
+                                         # preexec_fn (no setpriv here) with threads around: it only calls prctl
+                                         preexec_fn=preexec)
+        except BaseException:
+            self._out.close()
+            raise
+        self.started = time.monotonic()
+        self._record = orphans.Running.register(running, self.proc.pid)
+
+    def __enter__(self) -> LoggedProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait(self, timeout: float, should_continue: Callable[[], bool]) -> int:
+        """Its exit status, ``timeout`` seconds from its start at most; raises ``ProcessTimedOut``
+        or ``Superseded`` after stopping it."""
+        return _wait(self.proc, self.started + timeout, should_continue)
+
+    def note(self, line: str) -> None:
+        """A ``# line`` in the log, between what the process writes."""
+        self._out.write(f"# {line}\n".encode())
+        self._out.flush()
+
+    def close(self) -> None:
+        if self._out.closed:
+            return
+        if self.proc.returncode is None:
+            stop_group(self.proc)
+        self.note(f"exit {self.proc.returncode}")
+        if self._record is not None:
+            self._record.unlink(missing_ok=True)
+        self._out.close()
 
 
 def _wait(proc: subprocess.Popen[bytes], deadline: float, should_continue: Callable[[], bool]) -> int:
