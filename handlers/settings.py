@@ -310,6 +310,11 @@ class BuildSettings(Model):
     ``annotations``: the manifest, set at commit with no build step (cheaper, most of all on
     vfs); a build whose every step came from the cache gets one ``LABEL`` step after all, so its
     manifest still names its own commit (``handlers.build.builder``)."""
+    prestart: bool = True
+    """Start ``buildah bud`` for the images a branch push's own paths name before the commit is
+    fetched, the Dockerfile given to it through a FIFO once the checkout is moved, so buildah's
+    start-up overlaps Shipline's fetch (``handlers.build.prestart``); only with ``labels``, and a
+    guess the commit proves wrong is stopped unused. ``false``: every ``bud`` starts after the fetch."""
     cache_keep: int | None = Field(10, ge=1)
     """Per configured image, how many of its newest builds stay in the local buildah storage, with
     every layer they stand on (the layer cache). Older images, and the cached steps only they

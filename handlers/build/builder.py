@@ -10,7 +10,9 @@ tag in ``spec.tags``, or push nothing; return the pushed manifest digest; raise 
 The storage driver is overlay where the kernel offers it, else vfs (``handlers.build.storage``).
 ``spec.labels`` become one ``LABEL`` instruction appended to a copy of the Dockerfile written
 outside the context (``handlers.build.labels``): one committed step after every cached one,
-instead of buildah's one step per ``--label``; the flags remain the fallback.
+instead of buildah's one step per ``--label``; the flags remain the fallback. A build may take a
+``bud`` started before its commit was fetched (``prestart``, ``handlers.build.prestart``), which
+reads that Dockerfile from a FIFO.
 Credentials are resolved from ``RegistryConfig`` at build time and handed to buildah in a private
 ``--authfile`` (mode 0600, deleted afterwards) rather than ``--creds``: a command line is readable
 by every local user in ``/proc``, and the log records the command. ``--tls-verify=false`` is used
@@ -23,6 +25,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from handlers.build import prune, storage
 from handlers.build.errors import (
@@ -44,7 +47,8 @@ from handlers.build.errors import (
     log_tail,
 )
 from handlers.build.labels import with_labels
-from handlers.build.process import ProcessTimedOut, run_logged
+from handlers.build.prestart import PrestartedBud, ignore_files
+from handlers.build.process import LoggedProcess, ProcessTimedOut, run_logged
 from handlers.build.registry import credentials, is_insecure
 from handlers.errors import PermanentError
 from handlers.images import ImageRef
@@ -114,6 +118,20 @@ class Builder(Protocol):
         ...
 
 
+@runtime_checkable
+class Prestarting(Protocol):
+    """A builder whose build can start before its commit is fetched (``handlers.build.prestart``)."""
+
+    def prestart(self, spec: BuildSpec, *, log: Path) -> PrestartedBud:
+        """``bud`` for ``spec`` (its Dockerfile still to come, its labels with it), started now."""
+        ...
+
+    def build(self, spec: BuildSpec, *, log: Path, should_continue: Callable[[], bool],
+              prestarted: PrestartedBud | None = None) -> BuiltImage:
+        """``Builder.build``, taking ``prestarted`` when it ``fits`` ``spec`` (else stopping it)."""
+        ...
+
+
 class BuildahBuilder:
     """``buildah bud`` + ``buildah push --digestfile`` with storage under ``<state_dir>/buildah``."""
 
@@ -127,11 +145,30 @@ class BuildahBuilder:
         """``overlay`` or ``vfs``: ``auto`` resolved once per storage dir (``handlers.build.storage``)."""
         return storage.storage_driver(self.storage_setting, self.state_dir / "buildah" / "storage").driver
 
-    def build(self, spec: BuildSpec, *, log: Path, should_continue: Callable[[], bool]) -> BuiltImage:
-        with prune.storage_in_use(self.state_dir / "buildah"), self._authfile() as authfile, \
-                self._labelled(spec) as dockerfile:
+    def prestart(self, spec: BuildSpec, *, log: Path) -> PrestartedBud:
+        closers = contextlib.ExitStack()
+        try:
+            closers.enter_context(prune.storage_in_use(self.state_dir / "buildah"))
+            authfile = closers.enter_context(self._authfile())
+            fifo = Path(closers.enter_context(self._private_dir("dockerfile-"))) / spec.dockerfile.name
+            os.mkfifo(fifo, 0o600)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            process = closers.enter_context(LoggedProcess(self.bud_argv(spec, authfile, fifo), log=log))
+        except BaseException:
+            closers.close()
+            raise
+        return PrestartedBud(spec, fifo, process, closers)
+
+    def build(self, spec: BuildSpec, *, log: Path, should_continue: Callable[[], bool],
+              prestarted: PrestartedBud | None = None) -> BuiltImage:
+        dockerfile = self._taken(prestarted, spec) if prestarted is not None else None
+        with prune.storage_in_use(self.state_dir / "buildah"), self._authfile() as authfile:
             start = log.stat().st_size if log.exists() else 0
-            self._bud(spec, authfile, log, should_continue, dockerfile)
+            if prestarted is not None and dockerfile is not None:
+                self._bud_prestarted(spec, prestarted, dockerfile, log, should_continue)
+            else:
+                with self._labelled(spec) as labelled:
+                    self._bud(spec, authfile, log, should_continue, labelled)
             if spec.annotations and not _committed(spec, log, start):
                 # every step came from the cache, so the image kept the annotations of the build
                 # that made it; one LABEL step (the rest cached) commits it with these
@@ -197,23 +234,51 @@ class BuildahBuilder:
     @contextlib.contextmanager
     def _labelled(self, spec: BuildSpec) -> Iterator[Path | None]:
         """A copy of the Dockerfile ending in one ``LABEL`` instruction, outside the context (so
-        ``COPY .`` never sees it), with its ``<name>.dockerignore`` beside it; None: use flags."""
-        try:
-            text = with_labels(spec.dockerfile.read_text(), spec.labels, spec.target) if spec.labels else None
-        except (OSError, UnicodeDecodeError):
-            text = None
+        ``COPY .`` never sees it), with its ignore files beside it; None: use flags."""
+        text = self._labelled_text(spec)
         if text is None:
             yield None
             return
-        parent = self.state_dir / "buildah"
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="dockerfile-", dir=parent) as private:
+        with self._private_dir("dockerfile-") as private:
             path = Path(private) / spec.dockerfile.name
             path.write_text(text)
-            ignore = spec.dockerfile.with_name(spec.dockerfile.name + ".dockerignore")
-            if ignore.is_file():
+            for ignore in ignore_files(spec.dockerfile):
                 shutil.copyfile(ignore, path.with_name(ignore.name))
             yield path
+
+    def _taken(self, prestarted: PrestartedBud, spec: BuildSpec) -> str | None:
+        """The Dockerfile to give ``prestarted`` when it builds ``spec``; else None, and it is stopped."""
+        text = self._labelled_text(spec)
+        if text is None or not prestarted.fits(spec):
+            prestarted.close("the commit's build differs from the one it was started for")
+            return None
+        return text
+
+    @staticmethod
+    def _labelled_text(spec: BuildSpec) -> str | None:
+        """The Dockerfile with ``spec.labels`` as one appended ``LABEL``; None: they go as flags."""
+        try:
+            return with_labels(spec.dockerfile.read_text(), spec.labels, spec.target) if spec.labels else None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def _private_dir(self, prefix: str) -> tempfile.TemporaryDirectory[str]:
+        parent = self.state_dir / "buildah"
+        parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(prefix=prefix, dir=parent)
+
+    def _bud_prestarted(self, spec: BuildSpec, prestarted: PrestartedBud, dockerfile: str, log: Path,
+                        should_continue: Callable[[], bool]) -> None:
+        deadline = prestarted.process.started + spec.timeout_seconds
+        try:
+            prestarted.feed(dockerfile, ignore_files(spec.dockerfile), deadline)
+            code = prestarted.process.wait(spec.timeout_seconds, should_continue)
+        except ProcessTimedOut as exc:
+            why = f"timeout: build exceeded {spec.timeout_seconds:g}s; its processes were killed"
+            raise BuildTimeout(why, tail=_tail(log)) from exc
+        finally:
+            prestarted.close()
+        self._bud_ended(code, log)
 
     def _bud(self, spec: BuildSpec, authfile: Path | None, log: Path, should_continue: Callable[[], bool],
              labelled: Path | None = None) -> None:
@@ -223,6 +288,10 @@ class BuildahBuilder:
         except ProcessTimedOut as exc:
             why = f"timeout: build exceeded {spec.timeout_seconds:g}s; its processes were killed"
             raise BuildTimeout(why, tail=_tail(log)) from exc
+        self._bud_ended(code, log)
+
+    @staticmethod
+    def _bud_ended(code: int, log: Path) -> None:
         if code != 0:
             tail = _tail(log)
             if _GLITCH.search(log_tail(tail, 4)):
@@ -259,9 +328,7 @@ class BuildahBuilder:
         if not auths:
             yield None
             return
-        parent = self.state_dir / "buildah"
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="auth-", dir=parent) as private:
+        with self._private_dir("auth-") as private:
             path = Path(private) / "auth.json"
             path.touch(mode=0o600)
             path.write_text(json.dumps({"auths": auths}))

@@ -1,9 +1,11 @@
 """``build_push``: one push in, the changed images built (or re-tagged) and pushed, a report out.
 
-Order of work: refuse unsafe input → is this ref built at all (``routing.build_reason``) → fetch
-the mirror (every ref when a tag template names ``{describe}``, else only the pushed commit) →
-which images changed → per image, in up to ``settings.parallelism`` threads: render tags, compute
-the content key, re-tag a known manifest or export + build + push, record the key.
+Order of work: refuse unsafe input → is this ref built at all (``routing.build_reason``) → start
+``bud`` for the images the push's own paths name, where its command line is known before the
+fetch (``handlers.build.prestart``) → fetch the mirror (every ref when a tag template names
+``{describe}``, else only the pushed commit) → which images changed → per image, in up to
+``settings.parallelism`` threads: render tags, compute the content key, re-tag a known manifest
+or export + build + push, record the key.
 Only images in ``repo.images`` are ever built. Idempotent: running it again for the same push
 re-tags what was already pushed. The retry policy is in the package docstring.
 """
@@ -22,11 +24,12 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from handlers.build.backends import make_builder
-from handlers.build.builder import Builder, BuildSpec, GitSource
+from handlers.build.builder import Builder, BuildSpec, GitSource, Prestarting
 from handlers.build.cache import BuildIndex, context_key, context_keys, reusable
-from handlers.build.changes import ParentDiff, changed_images, context_dir, dockerfile_path
+from handlers.build.changes import ParentDiff, changed_images, context_dir, decide, dockerfile_path
 from handlers.build.errors import BuildFailed, Superseded
 from handlers.build.mirror import Mirror, Want
+from handlers.build.prestart import PrestartedBud
 from handlers.build.registry import client_for, is_insecure, ping_kept, registry_image
 from handlers.build.report import BuildIncomplete, BuildReport, ImageResult
 from handlers.build.tags import TagValues, needs_describe, render, templates_for, values_for
@@ -58,25 +61,27 @@ def build_push(repo: RepoConfig, event: GitPushed, *, settings: BuildSettings, r
     if skip:
         return replace(report, nothing_to_build_reason=skip)
     tagged = needs_describe(repo.images, event)  # describe reads the remote's tags: bring them too
-    pings = _ping_registries(repo.images, registries)  # their round trips overlap the fetch's
-    mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url, want=Want(sha, event.ref, tags=tagged))
-    # every image's content key, read by its own git process while this one reads the commit
-    keys = _BESIDE.submit(context_keys, mirror, sha, [(i, dockerfile_path(i)) for i in repo.images])
-    facts = commit_facts(mirror, sha)
-    sha = facts.sha
-    report = replace(report, sha=sha)
-    if facts.made_by_shipline:
-        return replace(report, nothing_to_build_reason=f"{sha[:7]} is Shipline's own commit (Shipline-Bot trailer)")
-    decision = changed_images(mirror, repo.images, event, facts.parent_diff)
-    if not decision.images:
-        return replace(report, nothing_to_build_reason=decision.reason)
-    values = values_for(mirror, event, sha, with_describe=tagged)
-    job = _Job(repo, event, mirror, values, facts.committed_at, registries, state_dir, settings,
-               builder or make_builder(settings, state_dir=state_dir, registries=registries), should_continue, keys,
-               pings)
-    chosen = [i for i in repo.images if i.name in decision.images]
-    with ThreadPoolExecutor(max_workers=settings.parallelism, thread_name_prefix="build") as pool:
-        results = tuple(pool.map(job.run, chosen))
+    builder = builder or make_builder(settings, state_dir=state_dir, registries=registries)
+    with _prestarted(repo, event, settings, state_dir, builder, tagged) as prestarted:
+        pings = _ping_registries(repo.images, registries)  # their round trips overlap the fetch's
+        mirror = Mirror.open(state_dir=state_dir, name=repo.name, url=repo.url,
+                             want=Want(sha, event.ref, tags=tagged))
+        # every image's content key, read by its own git process while this one reads the commit
+        keys = _BESIDE.submit(context_keys, mirror, sha, [(i, dockerfile_path(i)) for i in repo.images])
+        facts = commit_facts(mirror, sha)
+        sha = facts.sha
+        report = replace(report, sha=sha)
+        if facts.made_by_shipline:
+            return replace(report, nothing_to_build_reason=f"{sha[:7]} is Shipline's own commit (Shipline-Bot trailer)")
+        decision = changed_images(mirror, repo.images, event, facts.parent_diff)
+        if not decision.images:
+            return replace(report, nothing_to_build_reason=decision.reason)
+        values = values_for(mirror, event, sha, with_describe=tagged)
+        job = _Job(repo, event, mirror, values, facts.committed_at, registries, state_dir, settings, builder,
+                   should_continue, keys, pings, prestarted)
+        chosen = [i for i in repo.images if i.name in decision.images]
+        with ThreadPoolExecutor(max_workers=settings.parallelism, thread_name_prefix="build") as pool:
+            results = tuple(pool.map(job.run, chosen))
     report = replace(report, images=results, change_reason=decision.reason)
     if any(r.retryable for r in results):
         raise BuildIncomplete(report)
@@ -132,13 +137,16 @@ class _Job:
     """``context_keys`` of the repo's images; one it lacks is read alone (``context_key``)."""
     pings: dict[str, Future[None]]
     """``_ping_registries``: by registry host."""
+    prestarted: dict[str, PrestartedBud]
+    """``_prestarted``: by image name."""
 
     def run(self, image: ImageBuildConfig) -> ImageResult:
         """One image, never raising for an image-level failure: the outcome goes in the result."""
         started = time.monotonic()
-        log = self._log_path(image)
+        early = self.prestarted.get(image.name)
+        log = early.process.log if early else _log_path(self.state_dir, self.repo.name, self.values.sha, image)
         try:
-            result = self._run(image, log)
+            result = self._run(image, log, early)
         except Superseded as exc:
             result = ImageResult(image.name, "superseded", reason=str(exc))
         except BuildFailed as exc:
@@ -147,10 +155,12 @@ class _Job:
             result = ImageResult(image.name, "failed", reason=str(exc))
         except TransientError as exc:
             result = ImageResult(image.name, "failed", reason=str(exc), retryable=True)
+        if early is not None:
+            early.close()  # not used (re-tagged, skipped, failed before its build): it goes, with its log
         shown_log = str(log) if log.exists() else None
         return replace(result, log=shown_log, duration_seconds=round(time.monotonic() - started, 3))
 
-    def _run(self, image: ImageBuildConfig, log: Path) -> ImageResult:
+    def _run(self, image: ImageBuildConfig, log: Path, early: PrestartedBud | None) -> ImageResult:
         if not self.should_continue():
             raise Superseded("a newer push arrived before this image started")
         tags = render(templates_for(image, self.event), self.values)
@@ -175,21 +185,22 @@ class _Job:
                     return ImageResult(image.name, "retagged", tags=tags, digest=record.digest, reason=why)
             finally:
                 client.close()
-        return self._build(image, ref, tags, key, log, pinging)
+        return self._build(image, ref, tags, key, log, pinging, early)
 
     def _build(self, image: ImageBuildConfig, ref: ImageRef, tags: tuple[str, ...], key: str,
-               log: Path, pinging: Future[None]) -> ImageResult:
+               log: Path, pinging: Future[None], early: PrestartedBud | None) -> ImageResult:
         """``pinging``: the registry's ping, started with the fetch; a registry that cannot take
         the push fails the image before the build starts."""
         with self._context(image) as (context, dockerfile):
             pinging.result()
-            spec = BuildSpec(image=ref.name, tags=tags, context=context, dockerfile=dockerfile,
-                             timeout_seconds=float(self.settings.timeout_seconds), build_args=image.build_args,
-                             target=image.target, **self._oci_metadata(),
-                             source=GitSource(self.repo.url, self.values.sha, context_dir(image),
-                                              dockerfile_path(image)))
+            spec = replace(_spec(image, ref, tags, context, dockerfile, self.settings), **self._oci_metadata(),
+                           source=GitSource(self.repo.url, self.values.sha, context_dir(image),
+                                            dockerfile_path(image)))
             log.parent.mkdir(parents=True, exist_ok=True)
-            built = self.builder.build(spec, log=log, should_continue=self.should_continue)
+            if early is not None and isinstance(self.builder, Prestarting):
+                built = self.builder.build(spec, log=log, should_continue=self.should_continue, prestarted=early)
+            else:
+                built = self.builder.build(spec, log=log, should_continue=self.should_continue)
         BuildIndex(self.state_dir).put(image=image.name, key=key, digest=built.digest, tag=tags[0],
                                        sha=self.values.sha)
         return ImageResult(image.name, "built", tags=built.tags, digest=built.digest, reason="built and pushed")
@@ -200,9 +211,9 @@ class _Job:
         image's kept checkout (``handlers.build.workspace``) when the Dockerfile is inside the
         context and no other build holds it, else a fresh export of both into a temp dir."""
         context, dockerfile = context_dir(image), dockerfile_path(image)
-        inside = dockerfile.removeprefix("" if context == "." else f"{context}/")
-        if inside != dockerfile or context == ".":
-            where = checkout_dir(self.state_dir, self.repo.name, image.name)
+        kept = _kept_checkout(self.state_dir, self.repo.name, image)
+        if kept is not None:
+            where, inside = kept
             with kept_context(self.mirror, self.values.sha, context, where) as tree:
                 if tree is not None:
                     yield tree, tree / inside
@@ -222,10 +233,61 @@ class _Job:
         }
         return {self.settings.oci_metadata: keys}
 
-    def _log_path(self, image: ImageBuildConfig) -> Path:
-        slug = re.sub(r"[^A-Za-z0-9]+", "_", image.name).strip("_")[-60:]
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        return self.state_dir / "build-logs" / self.repo.name / f"{self.values.sha[:12]}-{slug}-{stamp}.log"
+
+def _spec(image: ImageBuildConfig, ref: ImageRef, tags: tuple[str, ...], context: Path, dockerfile: Path,
+          settings: BuildSettings) -> BuildSpec:
+    """What ``image`` builds from ``context``, but for its OCI keys and source (added by the build)."""
+    return BuildSpec(image=ref.name, tags=tags, context=context, dockerfile=dockerfile,
+                     timeout_seconds=float(settings.timeout_seconds), build_args=image.build_args,
+                     target=image.target)
+
+
+def _kept_checkout(state_dir: Path, repo: str, image: ImageBuildConfig) -> tuple[Path, str] | None:
+    """The image's kept checkout and its Dockerfile's path in the context, or None when the
+    Dockerfile lies outside the context (the build exports both)."""
+    context, dockerfile = context_dir(image), dockerfile_path(image)
+    inside = dockerfile.removeprefix("" if context == "." else f"{context}/")
+    if inside == dockerfile and context != ".":
+        return None
+    return checkout_dir(state_dir, repo, image.name), inside
+
+
+def _log_path(state_dir: Path, repo: str, sha: str, image: ImageBuildConfig) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", image.name).strip("_")[-60:]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return state_dir / "build-logs" / repo / f"{sha[:12]}-{slug}-{stamp}.log"
+
+
+@contextlib.contextmanager
+def _prestarted(repo: RepoConfig, event: GitPushed, settings: BuildSettings, state_dir: Path, builder: Builder,
+                tagged: bool) -> Iterator[dict[str, PrestartedBud]]:
+    """``bud`` started now, before the fetch, for each image the push's own paths name (up to
+    ``parallelism``), where its command line is already known: a branch push of labelled images,
+    built from a kept checkout that exists (``handlers.build.prestart``). A guess the commit
+    proves wrong is stopped unused; one that cannot start only loses its head start. Within the
+    block: by image name; leaving it stops every one no build took."""
+    if tagged or not (settings.prestart and settings.oci_metadata == "labels" and isinstance(builder, Prestarting)
+            and event.is_branch and not (event.created or event.forced) and event.paths_complete):
+        yield {}
+        return
+    named = decide(repo.images, event.changed_paths).images
+    values = TagValues(sha=validate_sha(event.after), describe=None, branch=event.short_ref, tag=None)
+    started: dict[str, PrestartedBud] = {}
+    for image in [i for i in repo.images if i.name in named][:settings.parallelism]:
+        kept = _kept_checkout(state_dir, repo.name, image)
+        if kept is None or not (kept[0] / "complete").exists():  # buildah looks at the context as it starts
+            continue
+        with contextlib.suppress(PermanentError, OSError):
+            tags = render(templates_for(image, event), values)
+            if tags:
+                tree = kept[0] / "tree"
+                spec = _spec(image, registry_image(image.name), tags, tree, tree / kept[1], settings)
+                started[image.name] = builder.prestart(spec, log=_log_path(state_dir, repo.name, values.sha, image))
+    try:
+        yield started
+    finally:
+        for bud in started.values():
+            bud.close()
 
 
 _BESIDE = ThreadPoolExecutor(max_workers=16, thread_name_prefix="build-beside")

@@ -19,6 +19,7 @@ import pytest
 from devstack.stack import Stack
 from handlers.build.builder import BuildahBuilder, BuildSpec, BuiltImage
 from handlers.build.mirror import Mirror, Want
+from handlers.build.prestart import PrestartedBud
 from handlers.build.report import BuildReport
 from handlers.build.run import build_push
 from handlers.events import ZERO_SHA, GitPushed
@@ -35,14 +36,22 @@ def git(work: Path, *args: str) -> str:
 
 @dataclass
 class CountingBuilder:
-    """The real buildah builder, counting how often a build actually ran."""
+    """The real buildah builder, counting how often a build actually ran, and keeping every ``bud``
+    it started before the fetch (``prestart``: only for events whose ``changed_paths`` name an image)."""
 
     inner: BuildahBuilder
     calls: list[str] = field(default_factory=list)
+    prestarted: list[PrestartedBud] = field(default_factory=list)
 
-    def build(self, spec: BuildSpec, *, log: Path, should_continue: Callable[[], bool]) -> BuiltImage:
+    def prestart(self, spec: BuildSpec, *, log: Path) -> PrestartedBud:
+        bud = self.inner.prestart(spec, log=log)
+        self.prestarted.append(bud)
+        return bud
+
+    def build(self, spec: BuildSpec, *, log: Path, should_continue: Callable[[], bool],
+              prestarted: PrestartedBud | None = None) -> BuiltImage:
         self.calls.append(spec.image)
-        return self.inner.build(spec, log=log, should_continue=should_continue)
+        return self.inner.build(spec, log=log, should_continue=should_continue, prestarted=prestarted)
 
 
 @dataclass
