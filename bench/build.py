@@ -3,10 +3,11 @@
 ``build_push`` does for a docs-only push (no build), and a profile of Shipline's own steps.
 
 Each round commits a change to the image's context (so no side can reuse a cached layer for the
-changed ``COPY`` and the ``RUN`` after it) and builds it five ways, each going first in turn:
-Shipline with its OCI keys as labels (the default: one ``LABEL`` step), Shipline with them as
-manifest annotations (``build.oci_metadata: annotations``: no step), plain, plain given the same
-one ``LABEL`` instruction, and a plain pipeline that gets its source as Shipline must (``git
+changed ``COPY`` and the ``RUN`` after it) and builds it six ways, each going first in turn:
+Shipline with its OCI keys as labels (the default: one ``LABEL`` step, ``bud`` started before the
+fetch), the same with ``build.prestart: false`` (``bud`` started after it), Shipline with the keys
+as manifest annotations (``build.oci_metadata: annotations``: no step), plain, plain given the
+same one ``LABEL`` instruction, and a plain pipeline that gets its source as Shipline must (``git
 fetch`` of the pushed branch into a bare clone, ``git archive`` of the commit), then plain. All
 use the driver Shipline's ``auto`` setting picks on this machine (overlay where a mount works,
 else vfs), each side its own storage. A warm-up round on each side pulls the base image into its
@@ -52,6 +53,8 @@ PROFILED = (("mirror fetch", "handlers/build/mirror.py", "open"),
             ("context checkout (kept, moved by the change)", "handlers/build/workspace.py", "_moved"),
             ("context export (when the checkout is held)", "handlers/build/mirror.py", "export"),
             ("buildah bud", "handlers/build/builder.py", "_bud"),
+            ("buildah bud started before the fetch, from its Dockerfile on", "handlers/build/builder.py",
+             "_bud_prestarted"),
             ("buildah push", "handlers/build/builder.py", "_push_all"))
 
 
@@ -80,10 +83,13 @@ def direct_build(storage: Path, driver: str, context: Path, ref: str,
 @contextlib.contextmanager
 def timed_buildah_steps(split: dict[str, list[float]]) -> Iterator[None]:
     """Within: every ``BuildahBuilder`` bud and push timed into ``split`` (the same two processes
-    ``direct_build`` times), so Shipline's own steps are its total minus these."""
+    ``direct_build`` times), so Shipline's own steps are its total minus these. A ``bud`` started
+    before the fetch is timed from the moment it is given its Dockerfile: its start-up ran beside
+    Shipline's steps, which the rest then counts whole."""
     from handlers.build.builder import BuildahBuilder
 
-    originals = {"bud": BuildahBuilder._bud, "push": BuildahBuilder._push_all}
+    originals = {"bud": BuildahBuilder._bud, "push": BuildahBuilder._push_all,
+                 "prestarted": BuildahBuilder._bud_prestarted}
 
     def timed(name: str) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -91,14 +97,16 @@ def timed_buildah_steps(split: dict[str, list[float]]) -> Iterator[None]:
             try:
                 return originals[name](*args, **kwargs)
             finally:
-                split.setdefault(name, []).append(time.perf_counter() - began)
+                split.setdefault("bud" if name == "prestarted" else name, []).append(time.perf_counter() - began)
         return call
 
     BuildahBuilder._bud, BuildahBuilder._push_all = timed("bud"), timed("push")  # type: ignore[method-assign]
+    BuildahBuilder._bud_prestarted = timed("prestarted")  # type: ignore[method-assign]
     try:
         yield
     finally:
         BuildahBuilder._bud, BuildahBuilder._push_all = originals["bud"], originals["push"]  # type: ignore[method-assign]
+        BuildahBuilder._bud_prestarted = originals["prestarted"]  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
@@ -211,14 +219,15 @@ def service_sized(built: BuildStack, driver: str, rounds: int) -> ServiceRounds:
     return ServiceRounds(len(sources), times["ship"], times["annotated"], times["direct"], split)
 
 
-def split_text(split: dict[str, dict[str, float]], labels: float, annotated: float, plain: float) -> str:
-    """Each side's median ``bud`` / ``push`` and the rest of its median total (``labels``,
-    ``annotated``, ``plain``): Shipline's own steps, or for plain next to nothing."""
-    return "; ".join(f"{name} {ms(split[side]['bud'])} / {ms(split[side]['push'])}, the rest "
-                     f"{ms(total - split[side]['bud'] - split[side]['push'])}"
-                     for name, side, total in (("Shipline (labels)", "ship", labels),
-                                               ("Shipline (annotations)", "annotated", annotated),
-                                               ("plain", "direct", plain)))
+SIDE_NAMES = {"ship": "Shipline (labels)", "unstarted": "Shipline (labels, `prestart: false`)",
+              "annotated": "Shipline (annotations)", "direct": "plain"}
+
+
+def split_text(split: dict[str, dict[str, float]], totals: dict[str, float]) -> str:
+    """Each side's median ``bud`` / ``push`` and the rest of its median total (``totals``, by side):
+    Shipline's own steps, or for plain next to nothing."""
+    return "; ".join(f"{SIDE_NAMES[side]} {ms(split[side]['bud'])} / {ms(split[side]['push'])}, the rest "
+                     f"{ms(total - split[side]['bud'] - split[side]['push'])}" for side, total in totals.items())
 
 
 def paired(mine: list[float], theirs: list[float]) -> str:
@@ -461,24 +470,27 @@ def bench(quick: bool = False) -> Section:
         repo = RepoConfig.model_validate({"name": "app", "url": url, "branches": ["main"], "images": [
             {"name": image, "context": "app", "tags": ["{short_sha}"]}]})
         settings, registries = BuildSettings(), [RegistryConfig(host=registry.host, insecure=True)]
-        annotating = BuildSettings(oci_metadata="annotations")
+        annotating, unstarted = BuildSettings(oci_metadata="annotations"), BuildSettings(prestart=False)
         ship_state, ann_state, direct_state = root / "shipline", root / "annotations", root / "direct"
+        unstarted_state = root / "unstarted"
         labelled_state = root / "labelled"  # its own storage: a shared one would slow both by its size
         fetched_state, plain_clone = root / "fetched", root / "plain.git"
         git(root, "clone", "-q", "--bare", url, str(plain_clone))
         choice = storage_driver(settings.storage_driver, ship_state / "buildah" / "storage")
         say(f"storage driver: {choice.driver} ({choice.reason})")
 
-        splits: dict[str, dict[str, list[float]]] = {"ship": {}, "annotated": {}, "direct": {}}
+        splits: dict[str, dict[str, list[float]]] = {"ship": {}, "unstarted": {}, "annotated": {}, "direct": {}}
+        sides = {"ship": (settings, ship_state), "unstarted": (unstarted, unstarted_state),
+                 "annotated": (annotating, ann_state)}
 
-        def shipline_round(n: int, annotated: bool = False) -> float:
-            event = app.push("app/index.html", f"<h1>round {n}{' annotated' if annotated else ''}</h1>\n")
-            timing = timed_buildah_steps(splits["annotated" if annotated else "ship"]) if 0 < n <= rounds \
+        def shipline_round(n: int, side: str = "ship") -> float:
+            event = app.push("app/index.html", f"<h1>round {n} {side}</h1>\n")
+            timing = timed_buildah_steps(splits[side]) if 0 < n <= rounds \
                 else contextlib.nullcontext()  # not the warm-up, not the profiled round
             with timing:
                 began = time.perf_counter()
-                report = build_push(repo, event, settings=annotating if annotated else settings,
-                                    registries=registries, state_dir=ann_state if annotated else ship_state)
+                report = build_push(repo, event, settings=sides[side][0], registries=registries,
+                                    state_dir=sides[side][1])
                 elapsed = time.perf_counter() - began
             status = [i.status for i in report.images]
             if status != ["built"]:
@@ -503,7 +515,10 @@ def bench(quick: bool = False) -> Section:
                                     "org.opencontainers.image.created": f"2026-01-01T00:00:{n % 60:02d}Z"})
 
         def annotated_round(n: int) -> float:
-            return shipline_round(n, annotated=True)
+            return shipline_round(n, "annotated")
+
+        def unstarted_round(n: int) -> float:
+            return shipline_round(n, "unstarted")
 
         def fetched_round(n: int) -> float:
             """A plain pipeline's own source step: fetch the pushed branch, export the commit."""
@@ -523,17 +538,19 @@ def bench(quick: bool = False) -> Section:
         say("warm-up round (pulls the base image into each storage)")
         fetches: list[float] = []
         shipline_round(0)
+        unstarted_round(0)
         annotated_round(0)
         direct_round(0)
         labelled_round(0)
         fetched_round(0)
-        ship, annotated, direct, labelled, fetched = [], [], [], [], []
+        ship, unstarted_rounds, annotated, direct, labelled, fetched = [], [], [], [], [], []
         for n in range(1, rounds + 1):
-            order = [(ship, shipline_round), (annotated, annotated_round), (direct, direct_round),
-                     (labelled, labelled_round), (fetched, fetched_round)]
-            for bucket, fn in order[n % 5:] + order[:n % 5]:  # each side goes first in turn
+            order = [(ship, shipline_round), (unstarted_rounds, unstarted_round), (annotated, annotated_round),
+                     (direct, direct_round), (labelled, labelled_round), (fetched, fetched_round)]
+            for bucket, fn in order[n % 6:] + order[:n % 6]:  # each side goes first in turn
                 bucket.append(fn(n))
-            say(f"round {n}: Shipline {ship[-1]:.2f} s, Shipline (annotations) {annotated[-1]:.2f} s, "
+            say(f"round {n}: Shipline {ship[-1]:.2f} s, Shipline (prestart: false) {unstarted_rounds[-1]:.2f} s, "
+                f"Shipline (annotations) {annotated[-1]:.2f} s, "
                 f"direct {direct[-1]:.2f} s, direct + LABEL {labelled[-1]:.2f} s, "
                 f"fetch + export + direct {fetched[-1]:.2f} s")
         phases = profile_phases(lambda: shipline_round(rounds + 1))
@@ -555,10 +572,12 @@ def bench(quick: bool = False) -> Section:
                                    root / "describe", rounds)
         say("own steps with the git server and the registry behind toxiproxy latency")
         remote = remote_rounds(built, choice.driver, rounds)
-    s, d, a = median(ship), median(direct), median(annotated)
+    s, d, a, u = median(ship), median(direct), median(annotated), median(unstarted_rounds)
     section.row(f"build + push, median ({choice.driver}), OCI keys as labels (default)", ms(s),
                 baseline=f"{ms(d)} (`buildah bud` + `push`, {choice.driver})", ratio=f"{s / d:.3f}×",
                 target=f"≤ {TARGET_RATIO}×", met=s / d <= TARGET_RATIO)
+    section.row(f"build + push, OCI keys as labels: `bud` started before the fetch (default) vs after it "
+                f"({choice.driver})", ms(s), baseline=f"{ms(u)} (`build.prestart: false`)", ratio=f"{s / u:.3f}×")
     section.row(f"build + push, median ({choice.driver}), OCI keys as annotations (`oci_metadata: annotations`)",
                 ms(a), baseline=f"{ms(d)} (`buildah bud` + `push`, {choice.driver})", ratio=f"{a / d:.3f}×",
                 target=f"≤ {TARGET_RATIO}×", met=a / d <= TARGET_RATIO)
@@ -594,14 +613,16 @@ def bench(quick: bool = False) -> Section:
                 met=docs_p50 <= 0.1)
     own = sum(v for k, v in phases.items() if not k.startswith("buildah"))
     split = {side: {step: median(v) for step, v in steps.items()} for side, steps in splits.items()}
-    section.data = {"split": split, "phases": phases, "ship": ship, "annotated": annotated, "direct": direct,
+    section.data = {"split": split, "phases": phases, "ship": ship, "unstarted": unstarted_rounds,
+                    "annotated": annotated, "direct": direct,
                     "labelled": labelled, "fetched": fetched, "plain_fetch": fetches, "driver": choice.driver,
                     "service": asdict(service), "fetch": asdict(fetch), "describe": asdict(described),
                     "remote": asdict(remote)}
     section.facts += [
         f"Storage driver, every side: {choice.driver} (Shipline's `auto`: {choice.reason}).",
         f"{rounds} rounds after a warm-up, each side going first in turn. Shipline rounds: "
-        + ", ".join(f"{x:.2f}" for x in ship) + " s; Shipline (annotations): "
+        + ", ".join(f"{x:.2f}" for x in ship) + " s; Shipline (`prestart: false`): "
+        + ", ".join(f"{x:.2f}" for x in unstarted_rounds) + " s; Shipline (annotations): "
         + ", ".join(f"{x:.2f}" for x in annotated) + " s; direct: " + ", ".join(f"{x:.2f}" for x in direct)
         + " s; direct + `LABEL`: " + ", ".join(f"{x:.2f}" for x in labelled)
         + " s; fetch + export + direct: " + ", ".join(f"{x:.2f}" for x in fetched)
@@ -615,9 +636,14 @@ def bench(quick: bool = False) -> Section:
         "`{short_sha}`: no `{describe}`, so only the pushed commit is fetched), ping the registry (beside "
         "the fetch), diff the push, compute the content key (beside the diff), move the image's kept checkout "
         "of its context to the commit, add the three OCI keys (as one `LABEL` step, or as `--annotation` "
-        "flags) and record the build.",
-        "The same rounds timed apart (medians): `buildah bud` / `push` " + split_text(split, s, a, d)
-        + " (the rest is the median total minus the two: Shipline's own steps; for plain, next to nothing).",
+        "flags) and record the build. With labels, `bud` starts before the fetch (the push names the image's "
+        "file, and its kept checkout exists) and reads the labelled Dockerfile from a FIFO once the checkout is "
+        "moved (`handlers/build/prestart.py`); `prestart: false` starts it after, as annotations do.",
+        "The same rounds timed apart (medians): `buildah bud` / `push` "
+        + split_text(split, {"ship": s, "unstarted": u, "annotated": a, "direct": d})
+        + " (the rest is the median total minus the two: Shipline's own steps; for plain, next to nothing; a "
+        "`bud` started before the fetch is timed from when it gets its Dockerfile, so its start-up, which ran "
+        "beside Shipline's steps, is in neither part).",
         "Profile of one more Shipline round (cProfile, cumulative): "
         + ", ".join(f"{label} {v * 1000:.0f} ms" for label, v in phases.items())
         + f"; Shipline's own steps {own * 1000:.0f} ms.",
@@ -628,11 +654,14 @@ def bench(quick: bool = False) -> Section:
         + ", ".join(f"{x:.2f}" for x in service.ship) + " s; Shipline (annotations) "
         + ", ".join(f"{x:.2f}" for x in service.annotated) + " s; plain "
         + ", ".join(f"{x:.2f}" for x in service.direct)
-        + " s. `buildah bud` / `push` medians: " + split_text(service.split, sv_s, sv_a, sv_d) + ".",
+        + " s. `buildah bud` / `push` medians: "
+        + split_text(service.split, {"ship": sv_s, "annotated": sv_a, "direct": sv_d}) + ".",
         "Per-round ratios (a round runs every side back to back, so a machine that drifts between rounds "
         "moves all of them), median [min–max]: " + "; ".join(
             f"{name} {paired(mine, theirs)}" for name, mine, theirs in (
-                ("Shipline (labels) / plain", ship, direct), ("Shipline (annotations) / plain", annotated, direct),
+                ("Shipline (labels) / plain", ship, direct),
+                ("Shipline (labels) / the same with `prestart: false`", ship, unstarted_rounds),
+                ("Shipline (annotations) / plain", annotated, direct),
                 ("Shipline (annotations) / fetch + export + plain", annotated, fetched),
                 ("Shipline (labels) / plain + `LABEL`", ship, labelled),
                 ("service-sized, Shipline (labels) / plain", service.ship, service.direct),

@@ -89,7 +89,11 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "pruned to each image's newest builds (the build cache section); `bud` and `push` start through "
         "util-linux's `setpriv --pdeathsig` rather than a Python `preexec_fn`, which made `subprocess` fork "
         "the whole worker (its page tables) instead of vfork-ing it; process exits are noticed through a "
-        "pidfd, not `Popen.wait`'s sleeping poll.",
+        "pidfd, not `Popen.wait`'s sleeping poll; the mirror's GitPython `Repo` is kept per worker and git's "
+        "config read once per open; with labels, `bud` starts before the fetch for the images the push's own "
+        "paths name, its Dockerfile given through a FIFO once the checkout is moved "
+        "(`handlers/build/prestart.py`: buildah spends its first 25-30 ms starting before it opens the "
+        "Dockerfile; the `prestart: false` row).",
         "What remains (the profile and the split above): with labels, one more committed buildah step (the "
         "`LABEL` row's difference, larger on the service-sized image): buildah turns labels into an "
         "appended `LABEL` step in every release read (1.28 here, 1.42 still), as Docker's classic builder "
@@ -98,7 +102,9 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "112 such calls in one `bud`), so the step alone is 5-7 % of the plain build, more than the target "
         "leaves for everything; only the registry API (the config rewritten after the push, which would "
         "publish the tag twice, once unlabelled) would set labels without a step; `build.oci_metadata: "
-        "annotations` is the way to no step. Shipline's own steps: the mirror fetch (one request to the git "
+        "annotations` is the way to no step, but its `created` key (the commit's date) must be on `bud`'s "
+        "command line, which the push does not carry, so an annotated `bud` cannot start before the fetch. "
+        "Shipline's own steps: the mirror fetch (one request to the git "
         "server, a `git http-backend` there, which a build of a local directory never makes, then "
         "`unpack-objects`), the commit facts' `git log` and the checkout's `git read-tree` (a git process "
         "each, 2-3 ms); on a half-second build 5 % is about 25-30 ms, and the fetch request alone is a "
