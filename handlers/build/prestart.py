@@ -1,13 +1,14 @@
 """A ``buildah bud`` started before its Dockerfile is known, so its start-up overlaps the fetch.
 
-``buildah bud`` spends its first 25-30 ms starting (the Go runtime, its config files, the
-storage's records) before it opens the Dockerfile, and a build spends about as long before it has
-one to give: the mirror's fetch, the commit's facts, the kept checkout moved. For a branch push
-whose paths name an image, everything else ``bud``'s command line says is known from the push
-alone: the tags (no ``{describe}``), the context (the image's kept checkout), the build args and
-the target. So the build starts with ``-f`` naming a FIFO, and once the checkout is moved the
-labelled Dockerfile is written into it: buildah's ``open`` of a FIFO waits for a writer, and it
-reads nothing of the context (its ignore files included) before that.
+``buildah bud`` spends its first 17-26 ms starting (the Go runtime, its config files, the
+storage's records; measured from its spawn to its open of the Dockerfile), and a build spends
+about as long before it has a Dockerfile to give: the mirror's fetch, the commit's facts, the kept
+checkout moved. For a branch push whose paths name an image, everything else ``bud``'s command
+line says is known from the push alone: the tags (no ``{describe}``), the context (the image's
+kept checkout), the build args and the target. So the build starts with ``-f`` naming a FIFO,
+and once the checkout is moved the labelled Dockerfile is written into it: buildah's ``open`` of
+a FIFO waits for a writer, and it reads nothing of the context (its ignore files included) before
+that.
 
 A prestarted ``bud`` is only used for the build it guessed (``fits``: the same spec but for the
 labels, which go in the Dockerfile written later); any other outcome (the image re-tagged, the
