@@ -92,7 +92,7 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "pidfd, not `Popen.wait`'s sleeping poll; the mirror's GitPython `Repo` is kept per worker and git's "
         "config read once per open; with labels, `bud` starts before the fetch for the images the push's own "
         "paths name, its Dockerfile given through a FIFO once the checkout is moved "
-        "(`handlers/build/prestart.py`: buildah spends its first 25-30 ms starting before it opens the "
+        "(`handlers/build/prestart.py`: buildah spends its first 17-26 ms starting before it opens the "
         "Dockerfile; the `prestart: false` row).",
         "What remains (the profile and the split above): with labels, one more committed buildah step (the "
         "`LABEL` row's difference, larger on the service-sized image): buildah turns labels into an "
