@@ -146,18 +146,14 @@ class BuildahBuilder:
         return storage.storage_driver(self.storage_setting, self.state_dir / "buildah" / "storage").driver
 
     def prestart(self, spec: BuildSpec, *, log: Path) -> PrestartedBud:
-        closers = contextlib.ExitStack()
-        try:
+        with contextlib.ExitStack() as closers:
             closers.enter_context(prune.storage_in_use(self.state_dir / "buildah"))
             authfile = closers.enter_context(self._authfile())
             fifo = Path(closers.enter_context(self._private_dir("dockerfile-"))) / spec.dockerfile.name
             os.mkfifo(fifo, 0o600)
             log.parent.mkdir(parents=True, exist_ok=True)
             process = closers.enter_context(LoggedProcess(self.bud_argv(spec, authfile, fifo), log=log))
-        except BaseException:
-            closers.close()
-            raise
-        return PrestartedBud(spec, fifo, process, closers)
+            return PrestartedBud(spec, fifo, process, closers.pop_all())
 
     def build(self, spec: BuildSpec, *, log: Path, should_continue: Callable[[], bool],
               prestarted: PrestartedBud | None = None) -> BuiltImage:
@@ -269,25 +265,19 @@ class BuildahBuilder:
 
     def _bud_prestarted(self, spec: BuildSpec, prestarted: PrestartedBud, dockerfile: str, log: Path,
                         should_continue: Callable[[], bool]) -> None:
-        deadline = prestarted.process.started + spec.timeout_seconds
         try:
-            prestarted.feed(dockerfile, ignore_files(spec.dockerfile), deadline)
-            code = prestarted.process.wait(spec.timeout_seconds, should_continue)
-        except ProcessTimedOut as exc:
-            why = f"timeout: build exceeded {spec.timeout_seconds:g}s; its processes were killed"
-            raise BuildTimeout(why, tail=_tail(log)) from exc
+            with _bud_limits(spec, log):
+                prestarted.feed(dockerfile, ignore_files(spec.dockerfile), spec.timeout_seconds)
+                code = prestarted.process.wait(spec.timeout_seconds, should_continue)
         finally:
             prestarted.close()
         self._bud_ended(code, log)
 
     def _bud(self, spec: BuildSpec, authfile: Path | None, log: Path, should_continue: Callable[[], bool],
              labelled: Path | None = None) -> None:
-        try:
+        with _bud_limits(spec, log):
             code = run_logged(self.bud_argv(spec, authfile, labelled), log=log, timeout=spec.timeout_seconds,
                               should_continue=should_continue)
-        except ProcessTimedOut as exc:
-            why = f"timeout: build exceeded {spec.timeout_seconds:g}s; its processes were killed"
-            raise BuildTimeout(why, tail=_tail(log)) from exc
         self._bud_ended(code, log)
 
     @staticmethod
@@ -339,6 +329,16 @@ def _auth_entry(config: RegistryConfig) -> dict[str, str]:
     creds = credentials(config)
     assert creds is not None
     return {"auth": base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()}
+
+
+@contextlib.contextmanager
+def _bud_limits(spec: BuildSpec, log: Path) -> Iterator[None]:
+    """A ``bud`` stopped past ``spec``'s time limit, as ``BuildTimeout``."""
+    try:
+        yield
+    except ProcessTimedOut as exc:
+        why = f"timeout: build exceeded {spec.timeout_seconds:g}s; its processes were killed"
+        raise BuildTimeout(why, tail=_tail(log)) from exc
 
 
 def _committed(spec: BuildSpec, log: Path, start: int) -> bool:

@@ -58,13 +58,14 @@ class PrestartedBud:
         unlabelled = {"labels": {}, "source": None}
         return not (self.fed or self.closed) and replace(spec, **unlabelled) == replace(self.spec, **unlabelled)
 
-    def feed(self, dockerfile: str, ignores: list[Path], deadline: float) -> None:
-        """Give buildah its Dockerfile (and the ignore files beside the original). If buildah ended
-        before it read it, nothing is written: its exit status and log say why."""
+    def feed(self, dockerfile: str, ignores: list[Path], timeout: float) -> None:
+        """Give buildah its Dockerfile (and the ignore files beside the original), waiting for it
+        at most until ``timeout`` seconds from its start. If buildah ended before it read it,
+        nothing is written: its exit status and log say why."""
         self.fed = True
         for ignore in ignores:
             shutil.copyfile(ignore, self.fifo.with_name(ignore.name))
-        fd = self._writer(deadline)
+        fd = self._writer(self.process.started + timeout)
         if fd is None:
             return
         try:

@@ -35,6 +35,13 @@ def warmed(app: AppRepo) -> None:
     app.build(app.push("main"))
 
 
+def frontend_change_after_a_warm_build(app: AppRepo, html: str) -> GitPushed:
+    """The pushed event of a change to the (already built) frontend's page, naming that file."""
+    warmed(app)
+    app.commit({"frontend/index.html": html})
+    return named(app.push("main"), "frontend/index.html")
+
+
 def assert_left_nothing(app: AppRepo) -> None:
     for bud in app.builder.prestarted:
         assert bud.closed and bud.process.proc.poll() is not None, "a prestarted bud still runs"
@@ -107,9 +114,7 @@ def test_a_push_that_changed_no_image_after_all_stops_its_prestarted_bud(app: Ap
 
 
 def test_a_checkout_another_build_holds_means_a_fresh_bud_and_says_why(app: AppRepo) -> None:
-    warmed(app)
-    app.commit({"frontend/index.html": "<h1>held</h1>\n"})
-    event = named(app.push("main"), "frontend/index.html")
+    event = frontend_change_after_a_warm_build(app, "<h1>held</h1>\n")
     where = checkout_dir(app.stack.state_dir, app.config().name, app.image("frontend"))
     with flocked(where / "lock"):  # the build exports a fresh copy instead: not the context guessed
         built = app.build(event).images[0]
@@ -123,9 +128,7 @@ def test_a_checkout_another_build_holds_means_a_fresh_bud_and_says_why(app: AppR
 
 
 def test_a_failed_fetch_stops_the_prestarted_bud(app: AppRepo) -> None:
-    warmed(app)
-    app.commit({"frontend/index.html": "<h1>unreachable</h1>\n"})
-    event = named(app.push("main"), "frontend/index.html")
+    event = frontend_change_after_a_warm_build(app, "<h1>unreachable</h1>\n")
     gone = app.config().model_copy(update={"url": app.url.replace(app.uid, "missing" + app.uid)})
     with pytest.raises(GitUnavailable):
         app.build(event, gone)
@@ -134,9 +137,7 @@ def test_a_failed_fetch_stops_the_prestarted_bud(app: AppRepo) -> None:
 
 
 def test_a_superseded_push_stops_the_prestarted_bud_and_builds_nothing(app: AppRepo) -> None:
-    warmed(app)
-    app.commit({"frontend/index.html": "<h1>superseded</h1>\n"})
-    event = named(app.push("main"), "frontend/index.html")
+    event = frontend_change_after_a_warm_build(app, "<h1>superseded</h1>\n")
     report = app.build(event, should_continue=lambda: False)
     assert [i.status for i in report.images] == ["superseded"]
     assert len(app.builder.prestarted) == 1 and app.manifest("frontend", event.after[:7]).status_code == 404
@@ -147,9 +148,8 @@ def test_a_superseded_push_stops_the_prestarted_bud_and_builds_nothing(app: AppR
                                       BuildSettings(parallelism=2, oci_metadata="annotations")],
                          ids=["turned off", "annotations"])
 def test_no_prestart_when_turned_off_or_with_annotations(app: AppRepo, settings: BuildSettings) -> None:
-    warmed(app)
-    app.commit({"frontend/index.html": f"<h1>{settings.prestart} {settings.oci_metadata}</h1>\n"})
-    built = app.build(named(app.push("main"), "frontend/index.html"), settings=settings).images[0]
+    event = frontend_change_after_a_warm_build(app, f"<h1>{settings.prestart} {settings.oci_metadata}</h1>\n")
+    built = app.build(event, settings=settings).images[0]
     assert built.status == "built" and app.builder.prestarted == []
 
 
@@ -168,7 +168,7 @@ def test_feed_writes_the_dockerfile_to_a_reader_that_is_still_starting(tmp_path:
     bud = started(tmp_path, 'sleep 0.2; cat "$0" > "$0.read"; test -f "$(dirname "$0")/Dockerfile.dockerignore"')
     ignore = tmp_path / "Dockerfile.dockerignore"
     ignore.write_text("secret\n")
-    bud.feed("FROM scratch\n" * 10_000, [ignore], time.monotonic() + 10)  # more than a pipe holds
+    bud.feed("FROM scratch\n" * 10_000, [ignore], 10)  # more than a pipe holds
     assert bud.process.wait(10, lambda: True) == 0
     assert bud.fifo.with_name("Dockerfile.read").read_text() == "FROM scratch\n" * 10_000
     bud.close()
@@ -178,7 +178,7 @@ def test_feed_writes_the_dockerfile_to_a_reader_that_is_still_starting(tmp_path:
 def test_feed_returns_at_once_when_the_bud_ended_before_reading(tmp_path: Path) -> None:
     bud = started(tmp_path, "echo cannot start; exit 125")
     began = time.monotonic()
-    bud.feed("FROM scratch\n", [], time.monotonic() + 30)
+    bud.feed("FROM scratch\n", [], 30)
     assert time.monotonic() - began < 5, "feed waited for a reader that had died"
     assert bud.process.wait(10, lambda: True) == 125
     bud.close()
