@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything Shipline's stack and tests need on a fresh Debian machine, idempotently:
 # Debian packages (only those missing), the Python venv from pinned constraints, and the
-# Kubernetes binaries, toxiproxy and Gitea (built from their Go modules once, cached outside the repo).
+# Kubernetes binaries, toxiproxy, helm, shipline-push and Gitea (built from their Go modules once, cached
+# outside the repo).
 set -euo pipefail
 # Go may be installed outside PATH (the official tarball's location).
 for d in /usr/local/go/bin "$HOME/go/bin"; do
@@ -55,6 +56,8 @@ scripts/build-toxiproxy.sh >/dev/null
 echo ">> toxiproxy ready" >&2
 scripts/build-helm.sh >/dev/null  # `helm template` for the kluctl render mode's charts
 echo ">> helm ready" >&2
+scripts/build-push.sh >/dev/null  # shipline-push: the OCI keys set while pushing (handlers/build/pushtool.py)
+echo ">> shipline-push ready" >&2
 start=$(date +%s)
 scripts/build-gitea.sh >/dev/null
 echo ">> Gitea ready ($(( $(date +%s) - start ))s)" >&2
