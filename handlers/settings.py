@@ -306,15 +306,19 @@ class BuildSettings(Model):
     else vfs, with a log line saying why (``handlers.build.storage``)."""
     oci_metadata: Literal["labels", "annotations"] = "labels"
     """Where the OCI revision/source/created keys go. ``labels``: the image config (what
-    ``docker inspect``, Renovate and most scanners read), one ``LABEL`` build step;
-    ``annotations``: the manifest, set at commit with no build step (cheaper, most of all on
-    vfs); a build whose every step came from the cache gets one ``LABEL`` step after all, so its
-    manifest still names its own commit (``handlers.build.builder``)."""
+    ``docker inspect``, Renovate and most scanners read); ``annotations``: the manifest. Either
+    is set while pushing (``keys_at_push``)."""
+    keys_at_push: bool = True
+    """Set the OCI keys while pushing, with ``shipline-push`` (``handlers.build.pushtool``): no
+    build step. ``false``, or that tool not found (logged): labels are one ``LABEL`` build step,
+    annotations ``bud --annotation`` (a build whose every step came from the cache then gets one
+    ``LABEL`` step after all, so its manifest still names its own commit)."""
     prestart: bool = True
     """Start ``buildah bud`` for the images a branch push's own paths name before the commit is
     fetched, the Dockerfile given to it through a FIFO once the checkout is moved, so buildah's
-    start-up overlaps Shipline's fetch (``handlers.build.prestart``); only with ``labels``, and a
-    guess the commit proves wrong is stopped unused. ``false``: every ``bud`` starts after the fetch."""
+    start-up overlaps Shipline's fetch (``handlers.build.prestart``); not for annotations set by
+    ``bud`` (their ``created`` key needs the commit), and a guess the commit proves wrong is
+    stopped unused. ``false``: every ``bud`` starts after the fetch."""
     cache_keep: int | None = Field(10, ge=1)
     """Per configured image, how many of its newest builds stay in the local buildah storage, with
     every layer they stand on (the layer cache). Older images, and the cached steps only they

@@ -59,7 +59,7 @@ class BuildCacheJanitor:
         if settings.backend != "local" or settings.cache_keep is None:
             return None
         builder = BuildahBuilder(state_dir=self.config.state_dir, registries=self.config.registries,
-                                 storage_driver=settings.storage_driver)
+                                 storage_driver=settings.storage_driver, keys_at_push=False)
         configured = {image.name for repo in self.config.repos for image in repo.images}
         own = sorted(configured | BuildIndex(self.config.state_dir).images())  # renamed images too
         overdue = self.clock() - self._pruned_at >= PRUNE_OVERDUE_SECONDS

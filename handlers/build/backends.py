@@ -13,4 +13,5 @@ def make_builder(settings: BuildSettings, *, state_dir: Path, registries: list[R
         from handlers.build.jobs import JobBuilder  # the kubernetes client only where Jobs are used
 
         return JobBuilder(settings=settings.job, registries=registries)
-    return BuildahBuilder(state_dir=state_dir, registries=registries, storage_driver=settings.storage_driver)
+    return BuildahBuilder(state_dir=state_dir, registries=registries, storage_driver=settings.storage_driver,
+                          keys_at_push=settings.keys_at_push)

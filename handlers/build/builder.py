@@ -8,11 +8,13 @@ tag in ``spec.tags``, or push nothing; return the pushed manifest digest; raise 
 ``BuildahBuilder`` keeps its storage under ``<state_dir>/buildah`` and builds with
 ``bud --isolation chroot --layers``, so unchanged steps come from the layer cache across builds.
 The storage driver is overlay where the kernel offers it, else vfs (``handlers.build.storage``).
-``spec.labels`` become one ``LABEL`` instruction appended to a copy of the Dockerfile written
+``spec.labels`` and ``spec.annotations`` are set while pushing, by ``shipline-push``
+(``handlers.build.pushtool``): into the pushed config and manifest, with no build step. Without
+that tool, labels become one ``LABEL`` instruction appended to a copy of the Dockerfile written
 outside the context (``handlers.build.labels``): one committed step after every cached one,
-instead of buildah's one step per ``--label``; the flags remain the fallback. A build may take a
-``bud`` started before its commit was fetched (``prestart``, ``handlers.build.prestart``), which
-reads that Dockerfile from a FIFO.
+instead of buildah's one step per ``--label`` (the flags remain the fallback), and annotations go
+to ``bud --annotation``. A build may take a ``bud`` started before its commit was fetched
+(``prestart``, ``handlers.build.prestart``), which reads its Dockerfile from a FIFO.
 Credentials are resolved from ``RegistryConfig`` at build time and handed to buildah in a private
 ``--authfile`` (mode 0600, deleted afterwards) rather than ``--creds``: a command line is readable
 by every local user in ``/proc``, and the log records the command. ``--tls-verify=false`` is used
@@ -25,6 +27,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -36,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from handlers.build import prune, storage
+from handlers.build import prune, pushtool, storage
 from handlers.build.errors import (
     BuilderGlitch,
     BuildFailed,
@@ -54,6 +57,7 @@ from handlers.errors import PermanentError
 from handlers.images import ImageRef
 from handlers.settings import RegistryConfig
 
+log = logging.getLogger("shipline.build")
 PUSH_TIMEOUT_SECONDS = 600.0
 """Per tag; past it the push is killed and counts as a transient registry failure."""
 _DENIED = re.compile(r"unauthorized|denied|authentication required|forbidden", re.IGNORECASE)
@@ -122,6 +126,11 @@ class Builder(Protocol):
 class Prestarting(Protocol):
     """A builder whose build can start before its commit is fetched (``handlers.build.prestart``)."""
 
+    def prestarts(self, oci_metadata: str) -> bool:
+        """Whether a ``bud`` can start before the commit's OCI keys are known, with them as
+        ``oci_metadata`` (``labels`` or ``annotations``) says."""
+        ...
+
     def prestart(self, spec: BuildSpec, *, log: Path) -> PrestartedBud:
         """``bud`` for ``spec`` (its Dockerfile still to come, its labels with it), started now."""
         ...
@@ -135,17 +144,27 @@ class Prestarting(Protocol):
 class BuildahBuilder:
     """``buildah bud`` + ``buildah push --digestfile`` with storage under ``<state_dir>/buildah``."""
 
-    def __init__(self, *, state_dir: Path, registries: list[RegistryConfig], storage_driver: str = "auto") -> None:
+    def __init__(self, *, state_dir: Path, registries: list[RegistryConfig], storage_driver: str = "auto",
+                 keys_at_push: bool = True) -> None:
         self.state_dir = state_dir
         self.registries = registries
         self.storage_setting = storage_driver
+        self.push_tool = pushtool.push_tool() if keys_at_push else None
+        """``shipline-push``, which sets the OCI keys while pushing; None: a build step sets them."""
+        if keys_at_push and self.push_tool is None:
+            log.warning("shipline-push not found, so the OCI keys are set by a build step: %s", pushtool.HINT)
 
     @property
     def storage_driver(self) -> str:
         """``overlay`` or ``vfs``: ``auto`` resolved once per storage dir (``handlers.build.storage``)."""
         return storage.storage_driver(self.storage_setting, self.state_dir / "buildah" / "storage").driver
 
+    def prestarts(self, oci_metadata: str) -> bool:
+        # annotations go on bud's command line, and their created key needs the fetched commit
+        return self.push_tool is not None or oci_metadata == "labels"
+
     def prestart(self, spec: BuildSpec, *, log: Path) -> PrestartedBud:
+        spec = self._built(spec)
         with contextlib.ExitStack() as closers:
             closers.enter_context(prune.storage_in_use(self.state_dir / "buildah"))
             authfile = closers.enter_context(self._authfile())
@@ -157,18 +176,19 @@ class BuildahBuilder:
 
     def build(self, spec: BuildSpec, *, log: Path, should_continue: Callable[[], bool],
               prestarted: PrestartedBud | None = None) -> BuiltImage:
-        dockerfile = self._taken(prestarted, spec) if prestarted is not None else None
+        built = self._built(spec)
+        dockerfile = self._taken(prestarted, built) if prestarted is not None else None
         with prune.storage_in_use(self.state_dir / "buildah"), self._authfile() as authfile:
             start = log.stat().st_size if log.exists() else 0
             if prestarted is not None and dockerfile is not None:
-                self._bud_prestarted(spec, prestarted, dockerfile, log, should_continue)
+                self._bud_prestarted(built, prestarted, dockerfile, log, should_continue)
             else:
-                with self._labelled(spec) as labelled:
-                    self._bud(spec, authfile, log, should_continue, labelled)
-            if spec.annotations and not _committed(spec, log, start):
+                with self._labelled(built) as labelled:
+                    self._bud(built, authfile, log, should_continue, labelled)
+            if built.annotations and not _committed(built, log, start):
                 # every step came from the cache, so the image kept the annotations of the build
                 # that made it; one LABEL step (the rest cached) commits it with these
-                stamped = dataclasses.replace(spec, labels={**spec.annotations, **spec.labels})
+                stamped = dataclasses.replace(built, labels={**built.annotations, **built.labels})
                 with self._labelled(stamped) as restamped:
                     self._bud(stamped, authfile, log, should_continue, restamped)
             if not should_continue():
@@ -231,7 +251,7 @@ class BuildahBuilder:
     def _labelled(self, spec: BuildSpec) -> Iterator[Path | None]:
         """A copy of the Dockerfile ending in one ``LABEL`` instruction, outside the context (so
         ``COPY .`` never sees it), with its ignore files beside it; None: use flags."""
-        text = self._labelled_text(spec)
+        text = self._dockerfile_text(spec) if spec.labels else None
         if text is None:
             yield None
             return
@@ -242,21 +262,27 @@ class BuildahBuilder:
                 shutil.copyfile(ignore, path.with_name(ignore.name))
             yield path
 
+    def _built(self, spec: BuildSpec) -> BuildSpec:
+        """What ``bud`` builds for ``spec``: without its OCI keys when the push sets them."""
+        return spec if self.push_tool is None else dataclasses.replace(spec, labels={}, annotations={})
+
     def _taken(self, prestarted: PrestartedBud, spec: BuildSpec) -> str | None:
         """The Dockerfile to give ``prestarted`` when it builds ``spec``; else None, and it is stopped."""
-        text = self._labelled_text(spec)
+        text = self._dockerfile_text(spec)
         if text is None or not prestarted.fits(spec):
             prestarted.close("the commit's build differs from the one it was started for")
             return None
         return text
 
     @staticmethod
-    def _labelled_text(spec: BuildSpec) -> str | None:
-        """The Dockerfile with ``spec.labels`` as one appended ``LABEL``; None: they go as flags."""
+    def _dockerfile_text(spec: BuildSpec) -> str | None:
+        """The Dockerfile, with ``spec.labels`` as one appended ``LABEL``; None: it cannot be read,
+        or the labels must go as flags."""
         try:
-            return with_labels(spec.dockerfile.read_text(), spec.labels, spec.target) if spec.labels else None
+            text = spec.dockerfile.read_text()
         except (OSError, UnicodeDecodeError):
             return None
+        return with_labels(text, spec.labels, spec.target) if spec.labels else text
 
     def _private_dir(self, prefix: str) -> tempfile.TemporaryDirectory[str]:
         parent = self.state_dir / "buildah"
@@ -300,7 +326,7 @@ class BuildahBuilder:
               should_continue: Callable[[], bool]) -> str:
         ref = f"{spec.image}:{tag}"
         digestfile = log.with_name(f"{log.stem}.{tag}.digest")
-        argv = [*self._base(), "push", *self._common(spec, authfile), "--digestfile", str(digestfile),
+        argv = [*self._push_command(spec), *self._common(spec, authfile), "--digestfile", str(digestfile),
                 ref, f"docker://{ref}"]
         try:
             code = run_logged(argv, log=log, timeout=PUSH_TIMEOUT_SECONDS, should_continue=should_continue)
@@ -311,6 +337,16 @@ class BuildahBuilder:
             error = PushDenied if _DENIED.search(tail) else RegistryUnavailable
             raise error(f"push of {ref} failed (exit {code}):\n{tail}")
         return digestfile.read_text().strip()
+
+    def _push_command(self, spec: BuildSpec) -> list[str]:
+        """``buildah push``, or ``shipline-push`` with the storage's flags and the OCI keys."""
+        if self.push_tool is None:
+            return [*self._base(), "push"]
+        argv = [str(self.push_tool), *self._base()[1:]]
+        for flag, pairs in (("--label", spec.labels), ("--annotation", spec.annotations)):
+            for key, value in sorted(pairs.items()):
+                argv += [flag, f"{key}={value}"]
+        return argv
 
     @contextlib.contextmanager
     def _authfile(self) -> Iterator[Path | None]:

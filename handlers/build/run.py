@@ -262,12 +262,12 @@ def _log_path(state_dir: Path, repo: str, sha: str, image: ImageBuildConfig) -> 
 def _prestarted(repo: RepoConfig, event: GitPushed, settings: BuildSettings, state_dir: Path, builder: Builder,
                 tagged: bool) -> Iterator[dict[str, PrestartedBud]]:
     """``bud`` started now, before the fetch, for each image the push's own paths name (up to
-    ``parallelism``), where its command line is already known: a branch push of labelled images,
-    built from a kept checkout that exists (``handlers.build.prestart``). A guess the commit
+    ``parallelism``), where its command line is already known (``Prestarting.prestarts``): a branch
+    push, images built from a kept checkout that exists (``handlers.build.prestart``). A guess the commit
     proves wrong is stopped unused; one that cannot start only loses its head start. Within the
     block: by image name; leaving it stops every one no build took."""
-    if tagged or not (settings.prestart and settings.oci_metadata == "labels" and isinstance(builder, Prestarting)
-            and event.is_branch and not (event.created or event.forced) and event.paths_complete):
+    early = settings.prestart and isinstance(builder, Prestarting) and builder.prestarts(settings.oci_metadata)
+    if tagged or not (early and event.is_branch and not (event.created or event.forced) and event.paths_complete):
         yield {}
         return
     named = decide(repo.images, event.changed_paths).images

@@ -20,6 +20,7 @@ from devstack.stack import Stack
 from handlers.build.builder import BuildahBuilder, BuildSpec, BuiltImage
 from handlers.build.mirror import Mirror, Want
 from handlers.build.prestart import PrestartedBud
+from handlers.build.pushtool import HINT
 from handlers.build.report import BuildReport
 from handlers.build.run import build_push
 from handlers.events import ZERO_SHA, GitPushed
@@ -42,6 +43,9 @@ class CountingBuilder:
     inner: BuildahBuilder
     calls: list[str] = field(default_factory=list)
     prestarted: list[PrestartedBud] = field(default_factory=list)
+
+    def prestarts(self, oci_metadata: str) -> bool:
+        return self.inner.prestarts(oci_metadata)
 
     def prestart(self, spec: BuildSpec, *, log: Path) -> PrestartedBud:
         bud = self.inner.prestart(spec, log=log)
@@ -125,6 +129,11 @@ class AppRepo:
         digest = manifest["config"]["digest"]
         return httpx.get(f"{self.stack.registry.url}/v2/{self.uid}/{service}/blobs/{digest}").json()
 
+    def keys_as_build_step(self) -> None:
+        """From now on, build as without ``shipline-push`` (``build.keys_at_push: false``)."""
+        self.builder = CountingBuilder(BuildahBuilder(state_dir=self.stack.state_dir, registries=registries(self.stack),
+                                                      keys_at_push=False))
+
 
 def mirror(app: AppRepo, want: Want | None = None) -> Mirror:
     """The app repo's build mirror, opened as a build opens it (for ``want`` alone when given)."""
@@ -147,6 +156,7 @@ def app(stack: Stack, tmp_path: Path) -> AppRepo:
     work = tmp_path / "work"
     subprocess.run(["git", "clone", "-q", url, str(work)], check=True, capture_output=True)
     builder = CountingBuilder(BuildahBuilder(state_dir=stack.state_dir, registries=registries(stack)))
+    assert builder.inner.push_tool is not None, f"shipline-push is missing: {HINT}"
     repo = AppRepo(stack, work, url, uid, builder)
     repo.commit({
         "frontend/Dockerfile": dockerfile(stack, "echo frontend > /service.txt"),

@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from handlers.settings import BuildSettings
 from tests.handlers.build.conftest import AppRepo, dockerfile
 
@@ -26,7 +28,24 @@ def test_push_touching_one_service_builds_exactly_that_one(app: AppRepo) -> None
     assert labels["org.opencontainers.image.revision"] == event.after
     assert labels["org.opencontainers.image.source"] == app.url
     assert labels["org.opencontainers.image.created"].endswith("Z")
+    assert "io.buildah.version" in labels, "the image's own labels are kept beside the keys"
+    assert "LABEL" not in Path(built.log).read_text(), "the push set the labels: no build step"
     assert app.manifest("backend", "main").status_code == 404
+
+
+@pytest.mark.parametrize("metadata", ["labels", "annotations"])
+def test_without_shipline_push_the_keys_are_set_by_the_build(app: AppRepo, metadata: str) -> None:
+    app.keys_as_build_step()
+    app.commit({"frontend/Dockerfile": dockerfile(app.stack, f"echo {app.uid} > /stepped.txt")})  # no cache hit
+    event = app.push("main")
+    built = app.build(event, settings=BuildSettings(parallelism=2, oci_metadata=metadata)).images[0]
+    manifest = app.manifest("frontend", "main").json()
+    keys = manifest["annotations"] if metadata == "annotations" else app.config_blob("frontend", manifest)["config"][
+        "Labels"]
+    assert keys["org.opencontainers.image.revision"] == event.after
+    log = Path(built.log).read_text()
+    assert "shipline-push" not in log and "buildah push" not in log and " push --tls-verify" in log
+    assert log.count("LABEL ") == (1 if metadata == "labels" else 0)
 
 
 def test_oci_keys_as_annotations_go_on_the_manifest_without_a_label_step(app: AppRepo) -> None:
@@ -43,18 +62,26 @@ def test_oci_keys_as_annotations_go_on_the_manifest_without_a_label_step(app: Ap
     assert "LABEL" not in Path(built.log).read_text(), "annotations need no build step"
 
 
-def test_an_annotated_build_served_whole_from_the_cache_still_names_its_own_commit(app: AppRepo) -> None:
+@pytest.mark.parametrize(("metadata", "at_push"), [("annotations", True), ("labels", True), ("annotations", False)],
+                         ids=["annotations", "labels", "annotations by the build"])
+def test_a_build_served_whole_from_the_cache_still_names_its_own_commit(
+        app: AppRepo, metadata: str, at_push: bool) -> None:
     """The test Dockerfile copies nothing from the context, so a second commit's build is all
     cache hits: buildah would tag the first image, annotations and all, without a commit."""
-    settings = BuildSettings(parallelism=2, oci_metadata="annotations")
+    if not at_push:
+        app.keys_as_build_step()
+    settings = BuildSettings(parallelism=2, oci_metadata=metadata)
     app.commit({"frontend/index.html": "<h1>one</h1>\n"})
-    app.build(app.push("main"), settings=settings)
+    first = app.build(app.push("main"), settings=settings).images[0]
     app.commit({"frontend/index.html": "<h1>two</h1>\n"})
     second = app.push("main")
     built = app.build(second, settings=settings).images[0]
     assert "Using cache" in Path(built.log).read_text()
     manifest = app.manifest("frontend", "main").json()
-    assert manifest["annotations"]["org.opencontainers.image.revision"] == second.after
+    keys = manifest["annotations"] if metadata == "annotations" else app.config_blob("frontend", manifest)["config"][
+        "Labels"]
+    assert keys["org.opencontainers.image.revision"] == second.after
+    assert built.digest != first.digest
     assert app.manifest("frontend", second.after[:7]).headers["Docker-Content-Digest"] == built.digest
 
 
@@ -161,6 +188,19 @@ def test_a_rebuild_of_the_same_commit_is_fully_cached_and_the_same_image(app: Ap
         record.unlink()
     again = app.build(event, config).images[0]
     assert (first.status, again.status) == ("built", "built")
+    log = Path(again.log or "").read_text()
+    assert "LABEL" not in log and "--label org.opencontainers.image.revision=" in log
+    assert again.digest == first.digest
+
+
+def test_a_rebuild_of_the_same_commit_with_a_label_step_is_the_same_image(app: AppRepo) -> None:
+    app.keys_as_build_step()
+    config = app.config([{"name": app.image("frontend"), "context": "frontend"}])
+    event = app.event("refs/heads/main", "0" * 40, app.pushed["refs/heads/main"])
+    first = app.build(event, config).images[0]
+    for record in (app.stack.state_dir / "build-index").glob(f"*{app.uid}*/*.json"):
+        record.unlink()
+    again = app.build(event, config).images[0]
     log = Path(again.log or "").read_text()
     assert log.count("LABEL ") == 1 and "--label" not in log
     assert again.digest == first.digest

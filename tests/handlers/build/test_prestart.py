@@ -49,8 +49,11 @@ def assert_left_nothing(app: AppRepo) -> None:
     assert not list((app.stack.state_dir / "buildah").glob("dockerfile-*/*"))
 
 
+@pytest.mark.parametrize("at_push", [True, False], ids=["labels set by the push", "labels as a build step"])
 def test_a_push_naming_an_image_builds_it_in_a_bud_started_before_the_fetch(
-        app: AppRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+        app: AppRepo, monkeypatch: pytest.MonkeyPatch, at_push: bool) -> None:
+    if not at_push:
+        app.keys_as_build_step()
     warmed(app)
     order: list[str] = []
     opened = run_module.Mirror.open
@@ -69,6 +72,7 @@ def test_a_push_naming_an_image_builds_it_in_a_bud_started_before_the_fetch(
     log = Path(built.log).read_text()
     assert log.count(BUD) == 1, "the prestarted bud built it, nothing else"
     assert f"echo {app.uid} > /prestarted.txt" in log, "the commit's Dockerfile, given after the fetch"
+    assert log.count("LABEL ") == (0 if at_push else 1)
     labels = app.config_blob("frontend", app.manifest("frontend", "main").json())["config"]["Labels"]
     assert labels["org.opencontainers.image.revision"] == event.after
     assert app.manifest("frontend", event.after[:7]).headers["Docker-Content-Digest"] == built.digest
@@ -144,10 +148,23 @@ def test_a_superseded_push_stops_the_prestarted_bud_and_builds_nothing(app: AppR
     assert_left_nothing(app)
 
 
+def test_annotations_set_by_the_push_are_prestarted_too(app: AppRepo) -> None:
+    event = frontend_change_after_a_warm_build(app, "<h1>annotated early</h1>\n")
+    built = app.build(event, settings=BuildSettings(parallelism=2, oci_metadata="annotations")).images[0]
+    assert built.status == "built" and len(app.builder.prestarted) == 1
+    assert Path(built.log).read_text().count(BUD) == 1
+    manifest = app.manifest("frontend", "main").json()
+    assert manifest["annotations"]["org.opencontainers.image.revision"] == event.after
+    assert_left_nothing(app)
+
+
 @pytest.mark.parametrize("settings", [BuildSettings(parallelism=2, prestart=False),
                                       BuildSettings(parallelism=2, oci_metadata="annotations")],
-                         ids=["turned off", "annotations"])
-def test_no_prestart_when_turned_off_or_with_annotations(app: AppRepo, settings: BuildSettings) -> None:
+                         ids=["turned off", "annotations set by the build"])
+def test_no_prestart_when_turned_off_or_with_annotations_set_by_the_build(
+        app: AppRepo, settings: BuildSettings) -> None:
+    if settings.prestart:
+        app.keys_as_build_step()
     event = frontend_change_after_a_warm_build(app, f"<h1>{settings.prestart} {settings.oci_metadata}</h1>\n")
     built = app.build(event, settings=settings).images[0]
     assert built.status == "built" and app.builder.prestarted == []
