@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.debianbase import REPO_ROOT
 from devstack.stack import Stack
 from handlers.build.builder import BuildahBuilder, BuildSpec
 from handlers.build.pushtool import push_tool
@@ -104,7 +105,7 @@ def test_without_the_binary_the_keys_are_a_build_step_and_the_log_says_so(
 
 def test_its_containers_image_is_the_one_buildah_is_built_with() -> None:
     """Both programs read and lock one storage; a pin that drifts from buildah's must be a choice."""
-    go_mod = (Path(__file__).resolve().parents[3] / "scripts" / "gotools" / "push" / "go.mod").read_text()
+    go_mod = (REPO_ROOT / "scripts" / "gotools" / "push" / "go.mod").read_text()
     pinned = re.search(r"^\s+github\.com/containers/image/v5 v(\S+)$", go_mod, re.MULTILINE)
     version = subprocess.run(["buildah", "version"], check=True, capture_output=True, text=True).stdout
     buildahs = re.search(r"^image Version:\s+(\S+)$", version, re.MULTILINE)
