@@ -9,7 +9,9 @@ build arguments point at local stand-ins built from the same upstreams' sources:
 * ``<registry>/base/kubectl:<version>-<key>``: ``/bin/kubectl`` built from its Go module
   (``scripts/build-kubectl.sh``), laid out like ``registry.k8s.io/kubectl``;
 * ``<registry>/base/helm:<version>-<key>``: ``/usr/bin/helm`` built from its Go module
-  (``scripts/build-helm.sh``, which bootstrap runs), laid out like ``alpine/helm``.
+  (``scripts/build-helm.sh``, which bootstrap runs), laid out like ``alpine/helm``;
+* ``<registry>/base/shipline-push:<key>``: ``/usr/local/bin/shipline-push`` built from its Go
+  module (``scripts/build-push.sh``, which bootstrap runs).
 
 The scripts cache their output in ``~/.cache/shipline/`` keyed by their inputs (built once per
 machine); importing into buildah's storage and pushing is per stack and skipped when done.
@@ -28,10 +30,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_SCRIPT = REPO_ROOT / "scripts" / "build-debian-base.sh"
 KUBECTL_SCRIPT = REPO_ROOT / "scripts" / "build-kubectl.sh"
 HELM_SCRIPT = REPO_ROOT / "scripts" / "build-helm.sh"
+PUSH_SCRIPT = REPO_ROOT / "scripts" / "build-push.sh"
 STEP_TIMEOUT = 600
 DEBIAN_REPOSITORY = "base/debian"
 KUBECTL_REPOSITORY = "base/kubectl"
 HELM_REPOSITORY = "base/helm"
+PUSH_REPOSITORY = "base/shipline-push"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -117,3 +121,10 @@ def push_helm_image(state_dir: Path, registry_host: str) -> str:
     """``<registry>/base/helm:<version>-<key>`` with ``/usr/bin/helm``."""
     return push_tool_image(state_dir, registry_host, script=HELM_SCRIPT, repository=HELM_REPOSITORY,
                            binary="/usr/bin/helm", hint="needs Go >= 1.26 (see scripts/build-helm.sh)")
+
+
+def push_push_tool_image(state_dir: Path, registry_host: str) -> str:
+    """``<registry>/base/shipline-push:<key>`` with ``/usr/local/bin/shipline-push``."""
+    return push_tool_image(state_dir, registry_host, script=PUSH_SCRIPT, repository=PUSH_REPOSITORY,
+                           binary="/usr/local/bin/shipline-push",
+                           hint="needs Go >= 1.26, gcc and libc6-dev (see scripts/build-push.sh)")

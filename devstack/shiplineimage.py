@@ -1,6 +1,6 @@
 """Shipline's own image, built from the repository's ``Dockerfile`` and pushed to the stack's registry.
 
-The Dockerfile's ``BASE``, ``KUBECTL`` and ``HELM`` build arguments point at the offline bases of
+The Dockerfile's ``BASE``, ``KUBECTL``, ``HELM`` and ``PUSH`` build arguments point at the offline bases of
 ``devstack.debianbase``; the build is ``buildah bud --isolation chroot`` on the stack's buildah
 storage (the same layout as every other build here). No ``--layers``: the test stack's storage is
 new each session, so a layer cache would never be read, and committing every step costs a copy of
@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Protocol
 
 from devstack.baseimage import buildah_argv
-from devstack.debianbase import REPO_ROOT, push, push_debian_base, push_helm_image, push_kubectl_image
+from devstack.debianbase import (
+    REPO_ROOT,
+    push,
+    push_debian_base,
+    push_helm_image,
+    push_kubectl_image,
+    push_push_tool_image,
+)
 from devstack.process import StackError
 
 REPOSITORY = "shipline/shipline"
@@ -78,12 +85,13 @@ def build_shipline_image(stack: StackLike, *, tag: str = "dev") -> ShiplineImage
     base = push_debian_base(state_dir, host)
     kubectl = push_kubectl_image(state_dir, host)
     helm = push_helm_image(state_dir, host)
+    pusher = push_push_tool_image(state_dir, host)
     ref = f"{host}/{REPOSITORY}:{tag}"
     log = state_dir / "run" / "shipline-image.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [*buildah_argv(state_dir), "bud", "--isolation", "chroot", "--tls-verify=false",
             "--build-arg", f"BASE={base}", "--build-arg", f"KUBECTL={kubectl}",
-            "--build-arg", f"HELM={helm}", *_host_ca(),
+            "--build-arg", f"HELM={helm}", "--build-arg", f"PUSH={pusher}", *_host_ca(),
             "-f", str(REPO_ROOT / "Dockerfile"), "-t", ref, str(REPO_ROOT)]
     started_at, start = time.time(), time.monotonic()
     with log.open("w") as out:

@@ -106,6 +106,16 @@ def test_carries_helm_for_the_kluctl_render_mode(image_container: WorkingContain
     assert (config_map["metadata"]["name"], config_map["data"]) == ("hello", {"greeting": "hi"})
 
 
+def test_carries_shipline_push_for_the_worker(image_container: WorkingContainer) -> None:
+    """The local build backend finds ``shipline-push`` (``handlers.build.pushtool``) in the image, and
+    it runs there (a cgo binary: the image's glibc must load it)."""
+    done = image_container.run("python3", "-c", "from handlers.build.pushtool import push_tool; print(push_tool())")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "/usr/local/bin/shipline-push"
+    usage = image_container.run("shipline-push")
+    assert (usage.returncode, "usage: shipline-push" in usage.stderr) == (2, True), usage.stderr
+
+
 def _digests(root: Path, sizes: set[int]) -> dict[str, Path]:
     """sha256 → path of every regular file under ``root`` whose size is in ``sizes``."""
     found: dict[str, Path] = {}
