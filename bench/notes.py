@@ -68,9 +68,11 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "make that part proportional to the change too.",
     ],
     ("build", "build + push"): [
-        "Done: the three OCI keys are one `LABEL` instruction appended to a copy of the Dockerfile outside "
-        "the context (buildah 1.28 makes each `--label` its own committed step), or, with "
-        "`build.oci_metadata: annotations`, manifest annotations set at commit (no step: the second row); "
+        "Done: the three OCI keys are set while pushing, by `shipline-push` (`scripts/gotools/push`: "
+        "`buildah push` of the same image from the same containers/image and containers/storage versions, "
+        "the labels added to the pushed config, annotations to the manifest), so the build has no step for "
+        "them (with `build.keys_at_push: false`, one `LABEL` instruction appended to a copy of the Dockerfile "
+        "outside the context: the `keys_at_push` row); "
         "`created` is the commit's date (a rebuild of a commit is fully cached and yields the same digest); "
         "overlay storage where a probe mount works; a build needing no `{describe}` fetches only the pushed "
         "commit, in one protocol v2 `fetch` request over http(s) (`handlers/build/packfetch.py`: the tips "
@@ -90,25 +92,17 @@ NOTES: dict[tuple[str, str], list[str]] = {
         "util-linux's `setpriv --pdeathsig` rather than a Python `preexec_fn`, which made `subprocess` fork "
         "the whole worker (its page tables) instead of vfork-ing it; process exits are noticed through a "
         "pidfd, not `Popen.wait`'s sleeping poll; the mirror's GitPython `Repo` is kept per worker and git's "
-        "config read once per open; with labels, `bud` starts before the fetch for the images the push's own "
+        "config read once per open; `bud` starts before the fetch for the images the push's own "
         "paths name, its Dockerfile given through a FIFO once the checkout is moved "
         "(`handlers/build/prestart.py`: buildah spends its first 17-26 ms starting before it opens the "
-        "Dockerfile; the `prestart: false` row).",
-        "What remains (the profile and the split above): with labels, one more committed buildah step (the "
-        "`LABEL` row's difference, larger on the service-sized image): buildah turns labels into an "
-        "appended `LABEL` step in every release read (1.28 here, 1.42 still), as Docker's classic builder "
-        "does, and its own debug timestamps put that commit of a metadata-only step at about 27 ms of a "
-        "175 ms build here (containers/storage rewrites `images.json` and the image's files with `fdatasync`: "
-        "112 such calls in one `bud`), so the step alone is 5-7 % of the plain build, more than the target "
-        "leaves for everything; only the registry API (the config rewritten after the push, which would "
-        "publish the tag twice, once unlabelled) would set labels without a step; `build.oci_metadata: "
-        "annotations` is the way to no step, but its `created` key (the commit's date) must be on `bud`'s "
-        "command line, which the push does not carry, so an annotated `bud` cannot start before the fetch. "
-        "Shipline's own steps: the mirror fetch (one request to the git "
-        "server, a `git http-backend` there, which a build of a local directory never makes, then "
-        "`unpack-objects`), the commit facts' `git log` and the checkout's `git read-tree` (a git process "
-        "each, 2-3 ms); on a half-second build 5 % is about 25-30 ms, and the fetch request alone is a "
-        "third of it (the source fetch row).",
+        "Dockerfile).",
+        "What remains (the profile and the split above), now that Shipline's build has no `LABEL` step (what "
+        "one costs plain buildah is the `LABEL` row: one more working container and one more commit, "
+        "containers/storage rewriting its records with `fdatasync`), is Shipline's own steps: the mirror "
+        "fetch (one request to the git server, a `git http-backend` there, which a build of a local "
+        "directory never makes, then `unpack-objects`), the commit facts' `git log` and the checkout's "
+        "`git read-tree` (a git process each, 2-3 ms); on a half-second build 5 % is about 25-30 ms, and the "
+        "fetch request alone is a third of it (the source fetch row).",
     ],
     ("build", "docs-only"): [
         "A docs-only push still fetches the mirror over HTTP and diffs the push. Deciding from "
