@@ -142,17 +142,18 @@ class Prestarting(Protocol):
 
 
 class BuildahBuilder:
-    """``buildah bud`` + ``buildah push --digestfile`` with storage under ``<state_dir>/buildah``."""
+    """``buildah bud`` + ``shipline-push`` (or ``buildah push``) ``--digestfile`` with storage under
+    ``<state_dir>/buildah``."""
 
     def __init__(self, *, state_dir: Path, registries: list[RegistryConfig], storage_driver: str = "auto",
                  keys_at_push: bool = True) -> None:
         self.state_dir = state_dir
         self.registries = registries
         self.storage_setting = storage_driver
-        self.push_tool = pushtool.push_tool() if keys_at_push else None
+        self.push_tool, why_not = pushtool.find() if keys_at_push else (None, "")
         """``shipline-push``, which sets the OCI keys while pushing; None: a build step sets them."""
         if keys_at_push and self.push_tool is None:
-            log.warning("shipline-push not found, so the OCI keys are set by a build step: %s", pushtool.HINT)
+            log.warning("the OCI keys are set by a build step: %s", why_not)
 
     @property
     def storage_driver(self) -> str:

@@ -3,8 +3,9 @@
 // step for them (buildah turns labels into a committed LABEL step, about 6 % of a small build).
 //
 // The storage is read with the containers/storage and containers/image versions Debian bookworm's
-// buildah (1.28) is built with, so both read and lock the same on-disk records. Flags follow
-// `buildah push`; the exit status is 0, or 1 with "Error: ..." on stderr.
+// buildah (1.28) is built with, so both read and lock the same on-disk records (`--version` prints
+// the containers/image version in `buildah version`'s words, for the caller to compare). Flags
+// follow `buildah push`; the exit status is 0, or 1 with "Error: ..." on stderr.
 package main
 
 import (
@@ -27,6 +28,7 @@ import (
 	storageTransport "github.com/containers/image/v5/storage"
 	"github.com/containers/image/v5/transports/alltransports"
 	"github.com/containers/image/v5/types"
+	"github.com/containers/image/v5/version"
 	"github.com/containers/storage"
 	"github.com/opencontainers/go-digest"
 )
@@ -65,11 +67,16 @@ func main() {
 	flag.DurationVar(&o.retryDelay, "retry-delay", 2*time.Second, "delay between retries")
 	flag.Var(o.labels, "label", "key=value set in the image config's labels (repeatable)")
 	flag.Var(o.annotations, "annotation", "key=value set in the manifest's annotations (repeatable)")
+	printVersion := flag.Bool("version", false, "print the containers/image version (as `buildah version` does) and exit")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: shipline-push [flags] IMAGE docker://DESTINATION")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *printVersion {
+		fmt.Printf("image Version: %s\n", version.Version)
+		return
+	}
 	if flag.NArg() != 2 {
 		flag.Usage()
 		os.Exit(2)

@@ -77,16 +77,38 @@ def test_bad_input_is_refused_with_a_reason(tmp_path: Path, args: list[str], cod
     assert (done.returncode, says in done.stderr) == (code, True), done.stderr
 
 
+def stand_in(tmp_path: Path, image_version: str) -> Path:
+    """A ``shipline-push`` that only answers ``--version``, built with ``image_version``."""
+    tool = tmp_path / f"push-{image_version}"
+    tool.write_text(f"#!/bin/sh\necho 'image Version: {image_version}'\n")
+    tool.chmod(0o755)
+    return tool
+
+
+def buildahs_image_version() -> str:
+    version = subprocess.run(["buildah", "version"], check=True, capture_output=True, text=True).stdout
+    found = re.search(r"^image Version:\s+(\S+)$", version, re.MULTILINE)
+    assert found is not None
+    return found.group(1)
+
+
 def test_shipline_push_names_the_binary_and_refuses_what_cannot_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    runnable = tmp_path / "runnable"
-    runnable.write_text("#!/bin/sh\n")
-    runnable.chmod(0o755)
+    runnable = stand_in(tmp_path, buildahs_image_version())
     monkeypatch.setenv("SHIPLINE_PUSH", str(runnable))
     assert push_tool() == runnable
     monkeypatch.setenv("SHIPLINE_PUSH", str(tmp_path / "absent"))
     with pytest.raises(PermanentError, match="scripts/build-push.sh"):
         push_tool()
+
+
+def test_a_binary_built_with_another_containers_image_is_not_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("SHIPLINE_PUSH", str(stand_in(tmp_path, "5.99.0")))
+    with caplog.at_level("WARNING", logger="shipline.build"):
+        builder = BuildahBuilder(state_dir=tmp_path, registries=[])
+    assert builder.push_tool is None
+    assert f"containers/image 5.99.0 and buildah with {buildahs_image_version()}" in caplog.text
 
 
 def test_without_the_binary_the_keys_are_a_build_step_and_the_log_says_so(
@@ -107,6 +129,6 @@ def test_its_containers_image_is_the_one_buildah_is_built_with() -> None:
     """Both programs read and lock one storage; a pin that drifts from buildah's must be a choice."""
     go_mod = (REPO_ROOT / "scripts" / "gotools" / "push" / "go.mod").read_text()
     pinned = re.search(r"^\s+github\.com/containers/image/v5 v(\S+)$", go_mod, re.MULTILINE)
-    version = subprocess.run(["buildah", "version"], check=True, capture_output=True, text=True).stdout
-    buildahs = re.search(r"^image Version:\s+(\S+)$", version, re.MULTILINE)
-    assert pinned and buildahs and pinned.group(1) == buildahs.group(1)
+    assert pinned and pinned.group(1) == buildahs_image_version()
+    answer = subprocess.run([tool(), "--version"], capture_output=True, text=True, check=True).stdout
+    assert answer.strip() == f"image Version: {pinned.group(1)}"
