@@ -61,6 +61,8 @@ log = logging.getLogger("shipline.build")
 PUSH_TIMEOUT_SECONDS = 600.0
 """Per tag; past it the push is killed and counts as a transient registry failure."""
 _DENIED = re.compile(r"unauthorized|denied|authentication required|forbidden", re.IGNORECASE)
+_told: set[str] = set()
+"""Why ``shipline-push`` is not used, each reason logged once (``BuildahBuilder``)."""
 _GLITCH = re.compile(r"sealing memfd copy: Device or resource busy")
 """buildah's chroot copies itself into a sealed memfd before each ``RUN``; the kernel can refuse the
 seal for a moment (EBUSY while a page of it is still referenced). Seen once in about a thousand
@@ -152,7 +154,8 @@ class BuildahBuilder:
         self.storage_setting = storage_driver
         self.push_tool, why_not = pushtool.find() if keys_at_push else (None, "")
         """``shipline-push``, which sets the OCI keys while pushing; None: a build step sets them."""
-        if keys_at_push and self.push_tool is None:
+        if keys_at_push and self.push_tool is None and why_not not in _told:
+            _told.add(why_not)  # once per worker process, not once per build
             log.warning("the OCI keys are set by a build step: %s", why_not)
 
     @property

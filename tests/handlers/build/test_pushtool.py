@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import handlers.build.builder as builder_module
 from devstack.debianbase import REPO_ROOT
 from devstack.stack import Stack
 from handlers.build.builder import BuildahBuilder, BuildSpec
@@ -113,6 +114,7 @@ def test_a_binary_built_with_another_containers_image_is_not_used(
 
 def test_without_the_binary_the_keys_are_a_build_step_and_the_log_says_so(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(builder_module, "_told", set())  # what earlier tests in this process were told
     monkeypatch.delenv("SHIPLINE_PUSH", raising=False)
     monkeypatch.setenv("SHIPLINE_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
@@ -120,6 +122,10 @@ def test_without_the_binary_the_keys_are_a_build_step_and_the_log_says_so(
         builder = BuildahBuilder(state_dir=tmp_path, registries=[])
     assert builder.push_tool is None and not builder.prestarts("annotations")
     assert "shipline-push not found" in caplog.text and "scripts/build-push.sh" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="shipline.build"):
+        BuildahBuilder(state_dir=tmp_path, registries=[])
+    assert "shipline-push not found" not in caplog.text, "said once per process, not once per build"
     spec = BuildSpec(image="reg.example/app", tags=("1",), context=tmp_path, dockerfile=tmp_path / "Dockerfile",
                      timeout_seconds=5, labels={"k": "v"})
     assert builder._push_command(spec)[-1] == "push", "buildah's own push, the labels left to the build"
