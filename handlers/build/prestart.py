@@ -6,13 +6,13 @@ about as long before it has a Dockerfile to give: the mirror's fetch, the commit
 checkout moved. For a branch push whose paths name an image, everything else ``bud``'s command
 line says is known from the push alone: the tags (no ``{describe}``), the context (the image's
 kept checkout), the build args and the target. So the build starts with ``-f`` naming a FIFO,
-and once the checkout is moved the labelled Dockerfile is written into it: buildah's ``open`` of
-a FIFO waits for a writer, and it reads nothing of the context (its ignore files included) before
-that.
+and once the checkout is moved the commit's Dockerfile (labelled, when the keys are a build step)
+is written into it: buildah's ``open`` of a FIFO waits for a writer, and it reads nothing of the
+context (its ignore files included) before that.
 
 A prestarted ``bud`` is only used for the build it guessed (``fits``: the same spec but for the
-labels, which go in the Dockerfile written later); any other outcome (the image re-tagged, the
-push superseded, a tag that differs) stops it, and the build starts its own as before.
+labels, which go in the Dockerfile written later or to the push); any other outcome (the image
+re-tagged, the push superseded, a tag that differs) stops it, and the build starts its own.
 """
 
 from __future__ import annotations
