@@ -1,4 +1,6 @@
-"""The OCI labels as one ``LABEL`` instruction closing the built stage, not one step per label.
+"""The OCI labels as one ``LABEL`` instruction closing the built stage, not one step per label: how
+they are set when the push cannot set them (``build.keys_at_push: false``, or no ``shipline-push``;
+``handlers.build.pushtool``).
 
 buildah 1.28 turns every ``--label`` into its own ``LABEL`` step, and with ``--layers`` every step
 is a commit. One instruction appended to the stage that is built is one commit, after every
