@@ -7,8 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/lib/gotool.sh"
 module="$here/gotools/coredns"
-version=$(awk '{for (i = 1; i < NF; i++) if ($i == "github.com/coredns/coredns") print $(i + 1)}' "$module/go.mod")
-[ -n "$version" ] || { echo "error: no github.com/coredns/coredns requirement in $module/go.mod" >&2; exit 1; }
+version=$(pinned_version "$module/go.mod" github.com/coredns/coredns)
 out="$cache_root/coredns/$version-$(pins_hash "$module/go.mod" "$module/go.sum" "$module/main.go")"
 built_already coredns
 go_environment CoreDNS "apt-get install golang or see go.dev"

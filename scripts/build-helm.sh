@@ -8,8 +8,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/lib/gotool.sh"
 module="$here/gotools/helm"
-version=$(awk '$1 == "helm.sh/helm/v3" {print $2}' "$module/go.mod")
-[ -n "$version" ] || { echo "error: no helm.sh/helm/v3 requirement in $module/go.mod" >&2; exit 1; }
+version=$(pinned_version "$module/go.mod" helm.sh/helm/v3)
 out="$cache_root/helm/$version-$(pins_hash "$module/go.mod" "$module/go.sum")"
 built_already helm
 go_environment helm "apt-get install golang or see go.dev; or put a helm binary on PATH"

@@ -11,8 +11,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/lib/gotool.sh"
 module="$here/gotools/kubectl"
-version=$(awk '$1 == "k8s.io/kubernetes" {print $2} $1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$module/go.mod")
-[ -n "$version" ] || { echo "error: no k8s.io/kubernetes requirement in $module/go.mod" >&2; exit 1; }
+version=$(pinned_version "$module/go.mod" k8s.io/kubernetes)
 out="$cache_root/kubectl/$version-$(pins_hash "$module/go.mod" "$module/go.sum")"
 built_already kubectl
 go_environment kubectl "apt-get install golang or see go.dev"

@@ -10,8 +10,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/lib/gotool.sh"
 module="$here/gotools/push"
-version=$(awk '$1 == "github.com/containers/image/v5" {print $2}' "$module/go.mod")
-[ -n "$version" ] || { echo "error: no github.com/containers/image/v5 requirement in $module/go.mod" >&2; exit 1; }
+version=$(pinned_version "$module/go.mod" github.com/containers/image/v5)
 out="$cache_root/push/image-$version-$(pins_hash "$module/go.mod" "$module/go.sum" "$module/main.go")"
 built_already shipline-push
 go_environment shipline-push "apt-get install golang gcc libc6-dev, or see go.dev"

@@ -8,7 +8,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/lib/gotool.sh"
 module="$here/gotools/toxiproxy"
-version=$(awk '$1 == "github.com/Shopify/toxiproxy/v2" {print $2}' "$module/go.mod")
+version=$(pinned_version "$module/go.mod" github.com/Shopify/toxiproxy/v2)
 out="$cache_root/toxiproxy/$version-$(pins_hash "$module/go.mod" "$module/go.sum")"
 built_already toxiproxy-server
 go_environment toxiproxy "apt-get install golang or see go.dev"

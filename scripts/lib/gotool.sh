@@ -1,6 +1,6 @@
 # Sourced by scripts/build-*.sh: a tool built from its pinned Go module into a cache outside the
 # repo, reused by later runs. The caller sets `out` (the cache directory, keyed by the version and
-# a hash of its pins: `pins_hash FILE...`), then:
+# a hash of its pins: `pins_hash FILE...`; the version from `pinned_version GO_MOD MODULE`), then:
 #   built_already BINARY...   prints `out` and exits 0 when every BINARY is there
 #   go_environment WHAT HINT  Go on PATH and its build settings, or the install hint and exit 1
 #   begin_partial             an empty `out.partial` to build into, and the clock started
@@ -15,6 +15,15 @@ cache_root="${SHIPLINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shipline}"
 
 pins_hash() {
   cat "$@" | sha256sum | cut -c1-12
+}
+
+# The version GO_MOD requires of MODULE (a line of a require block, or a one-line `require`);
+# without one, says so and fails (set -e stops the caller at `version=$(pinned_version ...)`).
+pinned_version() {
+  local found
+  found=$(awk -v m="$2" '$1 == m && $2 ~ /^v/ {print $2} $1 == "require" && $2 == m {print $3}' "$1")
+  [ -n "$found" ] || { echo "error: no $2 requirement in $1" >&2; return 1; }
+  echo "$found"
 }
 
 built_already() {
