@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -281,13 +280,8 @@ func stampManifest(raw []byte, mimeType string, config types.BlobInfo, annotatio
 	if len(annotations) > 0 && parsed.Annotations == nil {
 		parsed.Annotations = map[string]string{}
 	}
-	keys := make([]string, 0, len(annotations))
-	for key := range annotations {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		parsed.Annotations[key] = annotations[key]
+	for key, value := range annotations {
+		parsed.Annotations[key] = value
 	}
 	return parsed.Serialize()
 }
